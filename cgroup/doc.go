@@ -1,0 +1,31 @@
+// Package cgroup manages the cgroup v2 subtree t3-supervise gets from systemd (Delegate=yes):
+//
+//	<unit cgroup>            systemd's; we write only its cgroup.subtree_control
+//	 ├─ supervisor/          t3-supervise itself (leaf)
+//	 └─ workload/            memory.max, memory.swap.max=0, pids.max: the user's budget
+//	     ├─ server/          t3 serve (leaf): memory.low, user.oomd_avoid=1
+//	     └─ agents/          memory.high: throttling and early kills hit agents, never the server
+//	         └─ <pid>-<start>/  one leaf per agent process tree
+//
+// Every change is computed first as data (Plan, LeafSteps): a list of mkdir, move and write
+// steps that --dry-run prints and a real run applies through one function, so the two cannot
+// drift apart.
+//
+// Kernel and systemd rules this package keeps:
+//
+//   - systemd owns the attributes of the unit's own cgroup; a delegatee may only create children
+//     and write cgroup.procs, cgroup.threads and cgroup.subtree_control there
+//     (https://systemd.io/CGROUP_DELEGATION/). So limits go on workload/, which we create.
+//   - "No internal processes": a cgroup with controllers enabled in cgroup.subtree_control may
+//     not hold processes itself (cgroup-v2.rst, "No Internal Process Constraint"), so the
+//     supervisor moves itself into supervisor/ before enabling controllers, or the kernel
+//     answers EBUSY.
+//   - containerd/cgroups' NewManager/NewChild with resources enable controllers in every
+//     ancestor's subtree_control, systemd's slices included, and write -1 where the kernel wants
+//     "max" (memory.max rejects "-1" with EINVAL). We use its Manager for reading, moving and
+//     killing, and write limits ourselves.
+//   - Its EventChan costs one inotify instance per cgroup (fs.inotify.max_user_instances is
+//     128 per user by default) and stops when the cgroup empties. memory.events is hierarchical
+//     and the kernel notifies every ancestor's file (mm/memcontrol.c, memcg_memory_event), so we
+//     watch the two parents with one inotify instance instead of every leaf.
+package cgroup

@@ -1,0 +1,226 @@
+//go:build linux
+
+package cgroup
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"t3-supervise/internal/testenv"
+)
+
+// The plumbing of the subtree — clone into a cgroup, the shim's self-placement, the watch's
+// migration out of server/, cgroup.kill, teardown — needs a writable cgroup v2 hierarchy but
+// not the memory controller. This host (hybrid) has one at /sys/fs/cgroup/unified, a pure v2
+// host at /sys/fs/cgroup. The memory behaviour itself is the VM tier's.
+
+const helperEnv = "CGROUP_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	if mode, ok := os.LookupEnv(helperEnv); ok {
+		helper(mode)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func helper(mode string) {
+	switch mode {
+	case "hang":
+		fmt.Println("ready")
+		select {}
+	case "shim": // what the shim does before exec'ing the agent, then report and hang
+		f, _ := os.Open("/proc/self/cgroup")
+		res, err := EnterAgentLeaf(f, os.Getenv("CGROUP_TEST_MOUNT"), 700)
+		f.Close()
+		fmt.Printf("%s %v %v\n", res.Leaf, res.Moved, err)
+		select {}
+	case "server": // a stand-in server: spawns a child (an agent by absolute path) and a setsid'd one
+		for _, setsid := range []bool{false, true} {
+			cmd := exec.Command(os.Args[0])
+			cmd.Env = append(os.Environ(), helperEnv+"=hang")
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: setsid}
+			out, _ := cmd.StdoutPipe()
+			if err := cmd.Start(); err != nil {
+				panic(err)
+			}
+			bufio.NewReader(out).ReadString('\n')
+			fmt.Printf("child %d\n", cmd.Process.Pid)
+		}
+		fmt.Println("ready")
+		select {}
+	}
+}
+
+// hostTree makes a throwaway base cgroup on a writable v2 hierarchy and the workload skeleton.
+func hostTree(t *testing.T) *Tree {
+	t.Helper()
+	mount := ""
+	for _, m := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		var st unix.Statfs_t
+		if unix.Statfs(m, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+			mount = m
+			break
+		}
+	}
+	missing := ""
+	switch {
+	case mount == "":
+		missing = "no cgroup2 mount at /sys/fs/cgroup or /sys/fs/cgroup/unified"
+	case unix.Access(mount, unix.W_OK) != nil:
+		missing = "the cgroup2 mount is not writable (needs root)"
+	default:
+		if _, err := os.Stat(filepath.Join(mount, "cgroup.procs")); err != nil {
+			missing = err.Error()
+		}
+	}
+	testenv.Need(t, testenv.Cgroup2, missing)
+	b := make([]byte, 4)
+	rand.Read(b)
+	tree := &Tree{Mount: mount, Base: "/t3s-test-" + hex.EncodeToString(b)}
+	if err := os.Mkdir(tree.Dir("."), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tree.Dir("cgroup.kill")); err != nil {
+		testenv.Need(t, testenv.Cgroup2, "no cgroup.kill (Linux < 5.14)")
+	}
+	t.Cleanup(func() {
+		_ = tree.KillAll()
+		_ = tree.Teardown()
+		_ = rmdir(tree.Dir("."))
+	})
+	for _, d := range []string{WorkloadDir, ServerDir, AgentsDir} {
+		if err := tree.apply(Step{Op: OpMkdir, Dir: d}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return tree
+}
+
+func startIn(t *testing.T, tree *Tree, mode string) (*exec.Cmd, *bufio.Reader) {
+	t.Helper()
+	dir, err := tree.OpenServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode, "CGROUP_TEST_MOUNT="+tree.Mount)
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, bufio.NewReader(out)
+}
+
+func cgroupOf(t *testing.T, pid int) string {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc, err := ParseProcCgroup(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc.Path
+}
+
+func TestShimMovesItselfIntoItsOwnLeaf(t *testing.T) {
+	tree := hostTree(t)
+	cmd, out := startIn(t, tree, "shim")
+	line, _ := out.ReadString('\n')
+	f := strings.Fields(line)
+	if len(f) < 2 || f[1] != "true" {
+		t.Fatalf("shim said %q", line)
+	}
+	leaf, _ := LeafName(cmd.Process.Pid)
+	want := tree.Base + "/" + AgentsDir + "/" + leaf
+	if f[0] != want || cgroupOf(t, cmd.Process.Pid) != want {
+		t.Errorf("shim in %q (said %q), want %q", cgroupOf(t, cmd.Process.Pid), f[0], want)
+	}
+	if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", cmd.Process.Pid)); strings.TrimSpace(string(b)) != "700" {
+		t.Errorf("oom_score_adj = %q, want 700", b)
+	}
+}
+
+func TestWatchMovesServerChildrenAndKillAllTakesEverything(t *testing.T) {
+	tree := hostTree(t)
+	server, out := startIn(t, tree, "server")
+	var kids []int
+	for {
+		line, err := out.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(line, "ready") {
+			break
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "child ")))
+		kids = append(kids, pid)
+	}
+	if got := cgroupOf(t, server.Process.Pid); got != tree.Base+"/"+ServerDir {
+		t.Fatalf("server started in %q", got)
+	}
+	w := &watcher{t: tree, cfg: WatchConfig{ServerPID: server.Process.Pid, AgentOOMAdj: 600},
+		out: make(chan Event, 16), leaves: map[string]bool{}, procs: map[int]Victim{}, gone: map[int]goneProc{}, kills: map[int]*pendingKill{}}
+	w.place(context.Background())
+	placed := 0
+	for len(w.out) > 0 {
+		if ev, ok := (<-w.out).(AgentPlaced); ok && ev.Via == "watch" {
+			placed++
+		}
+	}
+	if placed != 2 {
+		t.Errorf("%d AgentPlaced events, want 2", placed)
+	}
+	for _, pid := range kids {
+		leaf, _ := LeafName(pid)
+		if got, want := cgroupOf(t, pid), tree.Base+"/"+AgentsDir+"/"+leaf; got != want {
+			t.Errorf("child %d in %q, want %q", pid, got, want)
+		}
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid)); strings.TrimSpace(string(b)) != "600" {
+			t.Errorf("child %d oom_score_adj %q", pid, b)
+		}
+	}
+	if got := cgroupOf(t, server.Process.Pid); got != tree.Base+"/"+ServerDir {
+		t.Errorf("the server itself was moved to %q", got)
+	}
+	start := time.Now()
+	if err := tree.KillAll(); err != nil {
+		t.Fatal(err)
+	}
+	server.Wait()
+	for _, pid := range kids {
+		if st, err := readProcStat(pid); err == nil && st.State != 'Z' {
+			t.Errorf("pid %d survived cgroup.kill (state %c)", pid, st.State)
+		}
+	}
+	t.Logf("cgroup.kill emptied the workload in %v", time.Since(start))
+	w.removeEmptyLeaves(context.Background())
+	if leaves := tree.agentLeaves(); len(leaves) != 0 {
+		t.Errorf("empty leaves not removed: %v", leaves)
+	}
+	if err := tree.Teardown(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tree.Dir(WorkloadDir)); !os.IsNotExist(err) {
+		t.Errorf("workload/ still there after teardown: %v", err)
+	}
+}

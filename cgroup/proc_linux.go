@@ -1,0 +1,139 @@
+//go:build linux
+
+package cgroup
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/shirou/gopsutil/v4/process"
+)
+
+// procStat is what the supervisor needs from /proc/PID/stat in one read.
+type procStat struct {
+	PPID  int
+	State byte   // R, S, D, Z, ...
+	Start uint64 // start time in clock ticks after boot: with the pid, a process's identity
+}
+
+// readProcStat parses /proc/PID/stat (proc(5)). comm, field 2, may contain spaces and ')', so
+// the fields are counted from the last ')'.
+func readProcStat(pid int) (procStat, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStat{}, err
+	}
+	return parseProcStat(b)
+}
+
+func parseProcStat(b []byte) (procStat, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return procStat{}, fmt.Errorf("malformed stat %q", b)
+	}
+	f := strings.Fields(string(b[i+2:]))
+	// After comm: state(3) ppid(4) ... starttime(22), i.e. f[0]=state, f[1]=ppid, f[19]=starttime.
+	if len(f) < 20 || len(f[0]) != 1 {
+		return procStat{}, fmt.Errorf("malformed stat %q", b)
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return procStat{}, fmt.Errorf("stat ppid %q: %w", f[1], err)
+	}
+	start, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return procStat{}, fmt.Errorf("stat starttime %q: %w", f[19], err)
+	}
+	return procStat{PPID: ppid, State: f[0][0], Start: start}, nil
+}
+
+// LeafName names the agent leaf of the process tree rooted at pid: "<pid>-<starttime>", unique
+// across pid reuse, and the same whether the shim (in that process) or the supervisor's watch
+// (from outside) computes it, so the two never put one agent in two leaves.
+func LeafName(pid int) (string, error) {
+	st, err := readProcStat(pid)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d-%d", pid, st.Start), nil
+}
+
+// sigkillPending reports whether a SIGKILL is queued for pid: the OOM killer's victim carries
+// one (mm/oom_kill.c sends SIGKILL to the thread group) until it has exited.
+func sigkillPending(pid int) bool {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		k, v, ok := strings.Cut(s.Text(), ":")
+		if !ok || (k != "ShdPnd" && k != "SigPnd") {
+			continue
+		}
+		mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		if err == nil && mask&(1<<(9-1)) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Victim is a process the kernel or the supervisor killed.
+type Victim struct {
+	PID     int    `json:"pid"`
+	Comm    string `json:"comm"`
+	Cmdline string `json:"cmdline"`
+	RSS     uint64 `json:"rss"` // bytes, at the last sample before its death
+	Leaf    string `json:"leaf"`
+	start   uint64
+}
+
+// describe reads what an event names about a process. A process that is gone yields ok=false.
+func describe(pid int) (v Victim, ok bool) {
+	p, err := process.NewProcess(int32(pid))
+	if err != nil {
+		return v, false
+	}
+	v.PID = pid
+	v.Comm, _ = p.Name()
+	v.Cmdline, _ = p.Cmdline()
+	if mi, err := p.MemoryInfo(); err == nil {
+		v.RSS = mi.RSS
+	}
+	st, err := readProcStat(pid)
+	if err != nil {
+		return v, false
+	}
+	v.start = st.Start
+	return v, true
+}
+
+// rss reads a process's resident set size, 0 when it is gone.
+func rss(pid int) uint64 {
+	p, err := process.NewProcess(int32(pid))
+	if err != nil {
+		return 0
+	}
+	mi, err := p.MemoryInfo()
+	if err != nil {
+		return 0
+	}
+	return mi.RSS
+}
+
+// setOOMScoreAdj writes /proc/PID/oom_score_adj. Raising it needs no privilege; the OOM killer
+// then prefers the process over everything with a lower value (proc(5)), within a cgroup OOM
+// too: the score is RSS+swap+page tables plus adj/1000 of the cgroup's limit.
+func setOOMScoreAdj(pid, adj int) error {
+	p := "/proc/" + strconv.Itoa(pid) + "/oom_score_adj"
+	if err := os.WriteFile(p, []byte(strconv.Itoa(adj)), 0); err != nil {
+		return &Error{Path: p, Value: strconv.Itoa(adj), Err: err}
+	}
+	return nil
+}

@@ -1,0 +1,604 @@
+//go:build linux
+
+package cgroup
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Event is something the watch saw or did. Each becomes one journald entry upstream.
+type Event interface{ cgroupEvent() }
+
+// AgentPlaced: a new agent process tree got its own leaf.
+type AgentPlaced struct {
+	Leaf string
+	PID  int
+	Comm string
+	Via  string // "shim" (it moved itself) or "watch" (the supervisor moved it out of server/)
+}
+
+// LeafRemoved: an agent leaf emptied and was removed.
+type LeafRemoved struct{ Leaf string }
+
+// OOMKill: the kernel's OOM killer killed a process in the workload.
+type OOMKill struct {
+	Victim Victim
+	Known  bool   // false when the victim could not be identified (then only the counter moved)
+	Count  uint64 // workload memory.events oom_kill after this kill
+}
+
+// PressureKill: the supervisor ended the largest agent process on sustained memory pressure.
+type PressureKill struct {
+	Victim Victim
+	Signal string  // the signal that ended it: SIGTERM, or SIGKILL after the grace period
+	Stall  float64 // share of wall time agents/ was stalled on memory over the window
+	Window time.Duration
+}
+
+// Warning: something in the watch failed; it keeps going.
+type Warning struct{ Err error }
+
+func (AgentPlaced) cgroupEvent()  {}
+func (LeafRemoved) cgroupEvent()  {}
+func (OOMKill) cgroupEvent()      {}
+func (PressureKill) cgroupEvent() {}
+func (Warning) cgroupEvent()      {}
+
+// WatchConfig tunes the watch.
+type WatchConfig struct {
+	ServerPID      int
+	Limits         Limits
+	AgentOOMAdj    int           // oom_score_adj of agents placed by the watch (the shim sets its own)
+	PlaceInterval  time.Duration // how often server/ is checked for new children (default 100ms)
+	SampleInterval time.Duration // how often memory and pressure are sampled (default 1s)
+	// PressureWindow is how long agents/ must stay over memory.high, stalled for at least
+	// PressureStall of the wall time, before the supervisor kills the largest agent process.
+	// 0 disables the pressure kill.
+	PressureWindow time.Duration
+	PressureStall  float64
+	KillGrace      time.Duration // SIGTERM to SIGKILL for a pressure kill (default 5s)
+}
+
+func (c *WatchConfig) defaults() {
+	if c.PlaceInterval <= 0 {
+		c.PlaceInterval = 100 * time.Millisecond
+	}
+	if c.SampleInterval <= 0 {
+		c.SampleInterval = time.Second
+	}
+	if c.KillGrace <= 0 {
+		c.KillGrace = 5 * time.Second
+	}
+}
+
+type sample struct {
+	at       time.Time
+	high     uint64 // agents/memory.events high
+	stallUS  uint64 // agents/memory.pressure some total
+	current  uint64 // workload/memory.current
+	agentCur uint64 // agents/memory.current
+}
+
+type pendingKill struct {
+	victim    Victim
+	pidfd     int
+	deadline  time.Time
+	escalated bool
+	stall     float64
+}
+
+type goneProc struct {
+	v  Victim
+	at time.Time
+}
+
+type watcher struct {
+	t      *Tree
+	cfg    WatchConfig
+	out    chan Event
+	leaves map[string]bool
+	procs  map[int]Victim   // the last sample of every workload process, for naming victims
+	gone   map[int]goneProc // vanished since the last sample, not yet named
+	oom    uint64           // workload memory.events oom_kill seen so far
+	hot    bool             // near a limit: sample processes at PlaceInterval, not rarely
+	quiet  int              // sample ticks since the last process refresh while not hot
+	hist   []sample
+	kills  map[int]*pendingKill
+}
+
+// Watch places agents, watches memory events and pressure, and kills on sustained pressure,
+// until ctx ends; then the channel is closed. One goroutine does all of it, so no state is shared.
+func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error) {
+	cfg.defaults()
+	w := &watcher{
+		t: t, cfg: cfg, out: make(chan Event, 64),
+		leaves: map[string]bool{}, procs: map[int]Victim{}, gone: map[int]goneProc{}, kills: map[int]*pendingKill{},
+	}
+	if ev, err := t.memoryEvents(WorkloadDir); err == nil {
+		w.oom = ev.OOMKill
+	}
+	notify, closeNotify, err := t.notifyMemoryEvents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		defer close(w.out)
+		defer closeNotify()
+		defer w.closeKills()
+		place := time.NewTicker(cfg.PlaceInterval)
+		defer place.Stop()
+		tick := time.NewTicker(cfg.SampleInterval)
+		defer tick.Stop()
+		w.refresh()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-notify:
+				w.onMemoryEvents(ctx)
+			case <-place.C:
+				w.place(ctx)
+				if w.hot {
+					w.refresh()
+				}
+				w.checkKills(ctx)
+			case now := <-tick.C:
+				w.sample(ctx, now)
+			}
+		}
+	}()
+	return w.out, nil
+}
+
+func (w *watcher) emit(ctx context.Context, e Event) {
+	select {
+	case w.out <- e:
+	case <-ctx.Done():
+	}
+}
+
+func (w *watcher) warn(ctx context.Context, err error) { w.emit(ctx, Warning{err}) }
+
+// notifyMemoryEvents watches workload/ and agents/ memory.events with one inotify instance:
+// the kernel raises IN_MODIFY on a memory.events file when its counters change, for the cgroup
+// and each ancestor (cgroup_file_notify in memcg_memory_event). Returns a channel that gets a
+// value when anything changed (coalesced).
+func (t *Tree) notifyMemoryEvents(ctx context.Context) (<-chan struct{}, func(), error) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil, nil, fmt.Errorf("inotify_init1: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "inotify") // nonblocking: reads park the goroutine, Close wakes it
+	for _, d := range []string{WorkloadDir, AgentsDir} {
+		p := t.Dir(d + "/memory.events")
+		if _, err := unix.InotifyAddWatch(fd, p, unix.IN_MODIFY); err != nil {
+			f.Close()
+			return nil, nil, &Error{Path: p, Err: fmt.Errorf("inotify_add_watch: %w", err)}
+		}
+	}
+	c := make(chan struct{}, 1)
+	go func() {
+		buf := make([]byte, 64*unix.SizeofInotifyEvent)
+		for {
+			if _, err := f.Read(buf); err != nil {
+				return
+			}
+			select {
+			case c <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return c, func() { f.Close() }, nil
+}
+
+func (t *Tree) memoryEvents(dir string) (MemoryEvents, error) {
+	b, err := readFile(t.Dir(dir), "memory.events")
+	if err != nil {
+		return MemoryEvents{}, err
+	}
+	ev, err := ParseMemoryEvents(bytes.NewReader(b))
+	if err != nil {
+		return ev, &Error{Path: t.Dir(dir + "/memory.events"), Err: err}
+	}
+	return ev, nil
+}
+
+func (t *Tree) readUint(dir, file string) (uint64, error) {
+	b, err := readFile(t.Dir(dir), file)
+	if err != nil {
+		return 0, err
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "max" {
+		return ^uint64(0), nil
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, &Error{Path: t.Dir(dir + "/" + file), Err: err}
+	}
+	return n, nil
+}
+
+func (t *Tree) procs(dir string) ([]int, error) {
+	b, err := readFile(t.Dir(dir), "cgroup.procs")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+// agentLeaves lists the leaves under agents/.
+func (t *Tree) agentLeaves() []string {
+	entries, _ := os.ReadDir(t.Dir(AgentsDir))
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// place moves every process in server/ other than the server into an agent leaf: an SDK may
+// spawn agents by absolute path, around the shim. A process is moved with the leaf of its
+// topmost ancestor below the server, so a tree that forked before we saw it stays together.
+func (w *watcher) place(ctx context.Context) {
+	pids, err := w.t.procs(ServerDir)
+	if err != nil {
+		w.warn(ctx, err)
+		return
+	}
+	for _, pid := range pids {
+		if pid == w.cfg.ServerPID {
+			continue
+		}
+		root := w.rootBelowServer(pid)
+		leaf, err := LeafName(root)
+		if err != nil {
+			continue // exited meanwhile
+		}
+		created, err := w.ensureLeaf(leaf)
+		if err != nil {
+			w.warn(ctx, err)
+			continue
+		}
+		if err := writeFile(w.t.Dir(AgentsDir+"/"+leaf), "cgroup.procs", strconv.Itoa(pid)); err != nil {
+			if !errors.Is(err, unix.ESRCH) {
+				w.warn(ctx, err)
+			}
+			continue
+		}
+		if err := setOOMScoreAdj(pid, w.cfg.AgentOOMAdj); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ESRCH) {
+			w.warn(ctx, err)
+		}
+		if created {
+			v, _ := describe(pid)
+			w.emit(ctx, AgentPlaced{Leaf: leaf, PID: pid, Comm: v.Comm, Via: "watch"})
+		}
+	}
+	// Leaves the shim made for itself: apply the per-leaf limits and report them once.
+	for _, leaf := range w.t.agentLeaves() {
+		if w.leaves[leaf] {
+			continue
+		}
+		if err := w.applyLeaf(leaf); err != nil {
+			w.warn(ctx, err)
+		}
+		w.leaves[leaf] = true
+		pid, _, _ := strings.Cut(leaf, "-")
+		n, _ := strconv.Atoi(pid)
+		v, _ := describe(n)
+		w.emit(ctx, AgentPlaced{Leaf: leaf, PID: n, Comm: v.Comm, Via: "shim"})
+	}
+}
+
+// rootBelowServer walks up from pid to the ancestor whose parent is the server. A process whose
+// chain never reaches the server (re-parented after its parent died) is its own root.
+func (w *watcher) rootBelowServer(pid int) int {
+	cur := pid
+	for i := 0; i < 64; i++ {
+		st, err := readProcStat(cur)
+		if err != nil || st.PPID <= 1 {
+			return pid
+		}
+		if st.PPID == w.cfg.ServerPID {
+			return cur
+		}
+		cur = st.PPID
+	}
+	return pid
+}
+
+func (w *watcher) ensureLeaf(leaf string) (created bool, err error) {
+	if w.leaves[leaf] {
+		return false, nil
+	}
+	dir := w.t.Dir(AgentsDir + "/" + leaf)
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return false, &Error{Path: dir, Err: err}
+	}
+	w.leaves[leaf] = true
+	return true, w.applyLeaf(leaf)
+}
+
+func (w *watcher) applyLeaf(leaf string) error {
+	for _, s := range LeafSteps(w.cfg.Limits) {
+		if err := writeFile(w.t.Dir(AgentsDir+"/"+leaf+"/"+s.Dir), s.File, s.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refresh samples every process in the workload, so a victim can be named with what it was
+// just before it died. Processes that vanished since the last sample are kept for a few
+// seconds: the OOM kill that took them may be reported a moment later.
+func (w *watcher) refresh() {
+	now := time.Now()
+	next := make(map[int]Victim, len(w.procs))
+	add := func(dir, leaf string) {
+		pids, _ := w.t.procs(dir)
+		for _, pid := range pids {
+			v, ok := w.procs[pid]
+			if ok {
+				v.RSS = rss(pid)
+			} else if v, ok = describe(pid); !ok {
+				continue
+			}
+			v.Leaf = leaf
+			next[pid] = v
+		}
+	}
+	add(ServerDir, "server")
+	for _, leaf := range w.t.agentLeaves() {
+		add(AgentsDir+"/"+leaf, leaf)
+	}
+	for pid, v := range w.procs {
+		if _, ok := next[pid]; !ok {
+			w.gone[pid] = goneProc{v, now}
+		}
+	}
+	for pid, g := range w.gone {
+		if now.Sub(g.at) > 5*time.Second {
+			delete(w.gone, pid)
+		}
+	}
+	w.procs = next
+}
+
+// onMemoryEvents runs when memory.events of workload/ or agents/ changed.
+func (w *watcher) onMemoryEvents(ctx context.Context) {
+	w.hot = true
+	ev, err := w.t.memoryEvents(WorkloadDir)
+	if err != nil {
+		w.warn(ctx, err)
+		return
+	}
+	if ev.OOMKill <= w.oom {
+		return
+	}
+	n := ev.OOMKill - w.oom
+	w.oom = ev.OOMKill
+	victims := w.findVictims(int(n))
+	for _, v := range victims {
+		if k, ok := w.kills[v.PID]; ok { // the kernel was faster than our pressure kill
+			unix.Close(k.pidfd)
+			delete(w.kills, v.PID)
+		}
+		w.emit(ctx, OOMKill{Victim: v, Known: true, Count: ev.OOMKill})
+	}
+	for i := len(victims); i < int(n); i++ {
+		w.emit(ctx, OOMKill{Count: ev.OOMKill})
+	}
+	w.refresh()
+}
+
+// findVictims names up to n processes the OOM killer just took: those of the last sample that
+// are gone now or carry a pending SIGKILL, largest first (the OOM killer picks by size, and
+// memory.oom.group=0 means one process per kill).
+func (w *watcher) findVictims(n int) []Victim {
+	var cands []Victim
+	for _, g := range w.gone {
+		cands = append(cands, g.v)
+	}
+	for pid, v := range w.procs {
+		st, err := readProcStat(pid)
+		if err != nil || st.Start != v.start || st.State == 'Z' || st.State == 'X' || sigkillPending(pid) {
+			cands = append(cands, v)
+		}
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].RSS > cands[j].RSS })
+	if len(cands) > n {
+		cands = cands[:n]
+	}
+	for _, v := range cands {
+		delete(w.procs, v.PID)
+		delete(w.gone, v.PID)
+	}
+	return cands
+}
+
+// sample reads memory and pressure, decides on a pressure kill, and removes empty leaves.
+func (w *watcher) sample(ctx context.Context, now time.Time) {
+	var s sample
+	s.at = now
+	if ev, err := w.t.memoryEvents(AgentsDir); err == nil {
+		s.high = ev.High
+	}
+	if b, err := readFile(w.t.Dir(AgentsDir), "memory.pressure"); err == nil {
+		if some, _, err := ParsePressure(bytes.NewReader(b)); err == nil {
+			s.stallUS = some.Total
+		}
+	}
+	s.current, _ = w.t.readUint(WorkloadDir, "memory.current")
+	s.agentCur, _ = w.t.readUint(AgentsDir, "memory.current")
+	w.hist = append(w.hist, s)
+	w.hot = w.nearLimits(s)
+	w.pressureCheck(ctx)
+	w.removeEmptyLeaves(ctx)
+	if !w.hot {
+		w.quiet++
+		if w.quiet >= 5 {
+			w.quiet = 0
+			w.refresh()
+		}
+	}
+}
+
+// nearLimits: within 10% of memory.high or memory.max, or over high in the last interval.
+func (w *watcher) nearLimits(s sample) bool {
+	l := w.cfg.Limits
+	if n := len(w.hist); n >= 2 && w.hist[n-1].high > w.hist[n-2].high {
+		return true
+	}
+	near := func(cur uint64, lim Size) bool {
+		return lim.IsSet() && !lim.IsMax() && float64(cur) >= 0.9*float64(lim.N())
+	}
+	return near(s.agentCur, l.MemoryHigh) || near(s.current, l.MemoryMax)
+}
+
+// pressureCheck kills the largest agent process when, for the whole window, agents/ kept
+// hitting memory.high (its "high" counter rose in every interval) and was stalled on memory for
+// at least PressureStall of the wall time. Without swap, memory.high below memory.max can
+// throttle a runaway for minutes with no OOM kill at all (the 2026-07-02 livelock); this ends it
+// before the server, sharing the machine, stalls long enough to trip the client's 20 s watchdog.
+func (w *watcher) pressureCheck(ctx context.Context) {
+	win := w.cfg.PressureWindow
+	if win <= 0 || len(w.hist) < 2 {
+		w.trimHistory()
+		return
+	}
+	last := w.hist[len(w.hist)-1]
+	// The oldest sample that still covers the window.
+	first := -1
+	for i := len(w.hist) - 1; i >= 0; i-- {
+		if last.at.Sub(w.hist[i].at) >= win {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return // not yet a whole window of samples
+	}
+	w.hist = w.hist[first:]
+	for i := 1; i < len(w.hist); i++ {
+		if w.hist[i].high <= w.hist[i-1].high {
+			return // a calm interval: not sustained
+		}
+	}
+	elapsed := last.at.Sub(w.hist[0].at)
+	stall := float64(last.stallUS-w.hist[0].stallUS) / float64(elapsed.Microseconds())
+	if stall < w.cfg.PressureStall || len(w.kills) > 0 {
+		return
+	}
+	w.refresh()
+	var victim Victim
+	for _, v := range w.procs {
+		if v.Leaf != "server" && v.RSS > victim.RSS {
+			victim = v
+		}
+	}
+	if victim.PID == 0 {
+		return
+	}
+	w.hist = w.hist[len(w.hist)-1:] // a new window after each kill
+	fd, err := unix.PidfdOpen(victim.PID, 0)
+	if err != nil {
+		return // gone already
+	}
+	// The pidfd pins the process; check it is still the one sampled (pid reuse) before signalling.
+	if st, err := readProcStat(victim.PID); err != nil || st.Start != victim.start {
+		unix.Close(fd)
+		return
+	}
+	if err := unix.PidfdSendSignal(fd, unix.SIGTERM, nil, 0); err != nil {
+		unix.Close(fd)
+		w.warn(ctx, fmt.Errorf("pressure kill of pid %d: %w", victim.PID, err))
+		return
+	}
+	w.kills[victim.PID] = &pendingKill{victim: victim, pidfd: fd, deadline: time.Now().Add(w.cfg.KillGrace), stall: stall}
+}
+
+func (w *watcher) trimHistory() {
+	if len(w.hist) > 2 {
+		w.hist = w.hist[len(w.hist)-2:]
+	}
+}
+
+// checkKills reports pressure kills whose victim exited, and escalates to SIGKILL (or, with
+// AgentOOMGroup, to cgroup.kill of the victim's leaf) after the grace period.
+func (w *watcher) checkKills(ctx context.Context) {
+	for pid, k := range w.kills {
+		if exited(k.pidfd) {
+			sig := "SIGTERM"
+			if k.escalated {
+				sig = "SIGKILL"
+			}
+			unix.Close(k.pidfd)
+			delete(w.kills, pid)
+			delete(w.procs, pid)
+			w.emit(ctx, PressureKill{Victim: k.victim, Signal: sig, Stall: k.stall, Window: w.cfg.PressureWindow})
+			continue
+		}
+		if !k.escalated && time.Now().After(k.deadline) {
+			k.escalated = true
+			var err error
+			if w.cfg.Limits.AgentOOMGroup && k.victim.Leaf != "" {
+				err = writeFile(w.t.Dir(AgentsDir+"/"+k.victim.Leaf), "cgroup.kill", "1")
+			} else {
+				err = unix.PidfdSendSignal(k.pidfd, unix.SIGKILL, nil, 0)
+			}
+			if err != nil {
+				w.warn(ctx, fmt.Errorf("pressure kill of pid %d: SIGKILL: %w", pid, err))
+			}
+		}
+	}
+}
+
+// exited polls a pidfd: it becomes readable when the process exits (pidfd_open(2)).
+func exited(pidfd int) bool {
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0
+}
+
+func (w *watcher) closeKills() {
+	for _, k := range w.kills {
+		unix.Close(k.pidfd)
+	}
+}
+
+// removeEmptyLeaves removes agent leaves whose processes all exited.
+func (w *watcher) removeEmptyLeaves(ctx context.Context) {
+	for _, leaf := range w.t.agentLeaves() {
+		rel := AgentsDir + "/" + leaf
+		if pop, err := w.t.Populated(rel); err != nil || pop {
+			continue
+		}
+		if err := unix.Rmdir(w.t.Dir(rel)); err != nil {
+			if !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOENT) {
+				w.warn(ctx, &Error{Path: w.t.Dir(rel), Err: err})
+			}
+			continue
+		}
+		delete(w.leaves, leaf)
+		w.emit(ctx, LeafRemoved{Leaf: leaf})
+	}
+}
