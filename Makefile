@@ -1,0 +1,65 @@
+# t3-supervise. `make demo` and `make test` are what a newcomer runs (README).
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= go
+PREFIX ?= /usr/local
+DESTDIR ?=
+export T3S_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/t3-supervise
+
+# Debian packages per purpose; test/deps installs the missing ones.
+PKGS_HOST := ca-certificates curl systemd procps
+PKGS_VM := qemu-system-x86 qemu-utils mmdebstrap busybox-static cpio e2fsprogs
+
+GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath
+
+.PHONY: all build tools deps vault demo test test-quick test-host test-vm fuzz install verify-unit clean
+
+all: build
+
+build:
+	$(GOBUILD) -o bin/t3-supervise ./cmd/t3-supervise
+
+# Test-only programs: the stand-in t3 (also claude and the balloon tool) and the prober.
+tools:
+	$(GOBUILD) -o bin/standin ./test/standin
+	$(GOBUILD) -o bin/prober ./test/prober
+
+deps:
+	@test/deps $(PKGS_HOST)
+
+vault: deps
+	@test/vault/build >/dev/null
+
+# A throwaway Vault dev server, a token stored for you, and the stand-in t3 printing what it got.
+demo: deps build tools vault
+	test/demo
+
+# Everything CI runs: unit and host integration tests (real Vault, real journald, root,
+# cgroup v2 plumbing; every tier must run), bounded fuzzing, then the VM tier.
+test: test-host fuzz test-vm
+
+# Unit tests only; tiers that need Vault, journald or root skip with a loud reason.
+test-quick:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+test-host: deps build tools vault
+	test/host/run
+
+fuzz:
+	test/fuzz
+
+test-vm: build tools
+	@test/deps $(PKGS_VM)
+	test/vm/e2e
+
+verify-unit: build
+	test/host/verify-unit
+
+install: build
+	install -D -m 0755 bin/t3-supervise $(DESTDIR)$(PREFIX)/bin/t3-supervise
+	install -D -m 0644 units/t3-supervise@.service $(DESTDIR)/etc/systemd/system/t3-supervise@.service
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
+clean:
+	rm -rf bin

@@ -1,0 +1,302 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"t3-supervise/cgroup"
+	"t3-supervise/creds"
+	"t3-supervise/supervise"
+)
+
+// config is every setting of one run, validated once and passed down.
+type config struct {
+	User        string
+	Home        string
+	T3Bin       string
+	T3Args      []string
+	Port        int // the port t3 serve listens on (from --port in T3Args, else T3_PORT); 0 = unknown
+	Creds       creds.Config
+	EnvFile     string
+	EnvAllow    []string
+	StopTimeout time.Duration
+	DryRun      bool
+	JSON        bool
+	NoCgroup    bool
+	Limits      cgroup.Limits
+	Watch       cgroup.WatchConfig
+	AgentNames  []string
+	ShimDir     string
+	Health      healthConfig
+
+	environ []string // the supervisor's own environment, KEY=VALUE
+}
+
+// healthConfig says how the server is probed (GET / on 127.0.0.1:PORT).
+type healthConfig struct {
+	ReadyTimeout   time.Duration // from start to the first answer, else exit 75
+	ProbeInterval  time.Duration // between probes once ready
+	ProbeTimeout   time.Duration // one probe
+	LivenessWindow time.Duration // without an answer after ready, else stop and exit 75; 0 = never
+}
+
+// Defaults of the limits follow the old unit (MemoryHigh=12G, MemoryMax=16G, MemorySwapMax=0),
+// with memory.high moved from the whole unit to agents/ so that throttling never reaches the
+// server (the 2026-07-02 livelock).
+const (
+	defaultMemoryMax       = "16G"
+	defaultMemoryHigh      = "12G"
+	defaultServerMemoryLow = "1G"
+	defaultAgentOOMAdj     = 500
+)
+
+func (c *config) getenv(name string) string {
+	v, _ := supervise.Lookup(c.environ, name)
+	return v
+}
+
+// usageError is a command-line mistake: exit 64 and point at --help.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// configError is a setting that cannot work: exit 78 before anything starts.
+type configError struct{ err error }
+
+func (e configError) Error() string { return e.err.Error() }
+func (e configError) Unwrap() error { return e.err }
+
+func configErrorf(format string, a ...any) error { return configError{fmt.Errorf(format, a...)} }
+
+const defaultStopTimeout = 20 * time.Second
+
+// flagSet defines every flag; its FlagUsages is the FLAGS section of --help.
+func flagSet(c *config, rawEnvAllow *[]string, extraEnvAllow *[]string, tokenFile *string, output *string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("t3-supervise", pflag.ContinueOnError)
+	fs.SortFlags = false
+	// Everything from the first non-flag word on is t3's (so `t3-supervise --user alice serve ...`
+	// works as well as the documented `-- serve ...`).
+	fs.SetInterspersed(false)
+	fs.StringVar(&c.User, "user", "", "the user whose own token to resolve; must be the user this runs as (default: the current user)")
+	fs.StringVar(&c.T3Bin, "t3-bin", "t3", "the t3 program, looked up on the child's PATH unless it contains a '/'")
+	fs.StringVar(&c.Creds.PathTemplate, "vault-path-template", creds.DefaultPathTemplate, "Vault KV v2 path of the user's secret; must contain {user} (a shared token is forbidden)")
+	fs.StringVar(&c.Creds.Field, "vault-field", creds.DefaultField, "field of the secret that holds the setup token")
+	fs.StringVar(tokenFile, "vault-token-file", "", "file holding the Vault token (default: $CREDENTIALS_DIRECTORY/vault-token when set, else ~/.config/claude-auth-sync/vault-token)")
+	fs.StringVar(&c.Creds.AppRoleRoleID, "approle-role-id", "", "AppRole role id, used when no token file and no VAULT_TOKEN is available")
+	fs.StringVar(&c.Creds.AppRoleSecretIDFile, "approle-secret-id-file", "", "file holding the AppRole secret id")
+	fs.StringVar(&c.Creds.PolicyTemplate, "vault-policy-template", "", "if set (e.g. workstation-claude-{user}), refuse a Vault token whose policies lack this one (a foreign token)")
+	fs.DurationVar(&c.Creds.Timeout, "vault-timeout", 10*time.Second, "bound on one whole credential resolution (login and read)")
+	fs.StringVar(&c.EnvFile, "env-file", "", "where the token is materialized for the user's other sessions (default: ~/.config/claude-auth-sync/claude-oauth.env)")
+	fs.StringSliceVar(rawEnvAllow, "env-allow", supervise.DefaultAllow, "variables passed from this environment to t3 (NAME or PREFIX*); replaces the default list")
+	fs.StringSliceVar(extraEnvAllow, "env-allow-extra", nil, "variables passed in addition to --env-allow")
+	fs.DurationVar(&c.StopTimeout, "stop-timeout", defaultStopTimeout, "grace period between SIGTERM to t3 and SIGKILL to everything it spawned; keep it below the unit's TimeoutStopSec")
+	fs.BoolVar(&c.NoCgroup, "no-cgroup", false, "run without a cgroup subtree (no memory limits, no agent placement; stop kills the process tree instead)")
+	mustSet(&c.Limits.MemoryMax, defaultMemoryMax)
+	mustSet(&c.Limits.MemoryHigh, defaultMemoryHigh)
+	mustSet(&c.Limits.ServerMemoryLow, defaultServerMemoryLow)
+	fs.Var(&c.Limits.MemoryMax, "memory-max", "memory.max of workload/ (server and agents together): 12G, 512M, bytes or max")
+	fs.Var(&c.Limits.MemoryHigh, "memory-high", "memory.high of workload/agents/: agents are throttled above it, and killed on sustained pressure")
+	fs.Var(&c.Limits.ServerMemoryLow, "server-memory-low", "memory.low of workload/server/: memory the server keeps under reclaim")
+	fs.Var(&c.Limits.AgentMemoryMax, "agent-memory-max", "memory.max of each agent's leaf (default: none)")
+	fs.Int64Var(&c.Limits.PidsMax, "pids-max", 0, "pids.max of workload/ (0: no limit)")
+	fs.BoolVar(&c.Limits.AgentOOMGroup, "agent-oom-group", false, "an OOM or pressure kill takes the agent's whole process tree (memory.oom.group=1 on its leaf), not only the runaway process")
+	fs.IntVar(&c.Watch.AgentOOMAdj, "agent-oom-score-adj", defaultAgentOOMAdj, "oom_score_adj of agent processes (the server keeps its own, lower one)")
+	fs.DurationVar(&c.Watch.PressureWindow, "pressure-window", 10*time.Second, "kill the largest agent process after agents/ stayed over memory.high this long (0: never)")
+	fs.Float64Var(&c.Watch.PressureStall, "pressure-stall", 0.25, "... and was stalled on memory at least this share of the time (0-1, memory.pressure some)")
+	fs.DurationVar(&c.Watch.KillGrace, "kill-grace", 5*time.Second, "SIGTERM to SIGKILL for a pressure kill")
+	fs.DurationVar(&c.Watch.SampleInterval, "sample-interval", time.Second, "how often memory and pressure are sampled")
+	fs.DurationVar(&c.Watch.PlaceInterval, "place-interval", 100*time.Millisecond, "how often server/ is checked for agents spawned around the shim")
+	fs.DurationVar(&c.Health.ReadyTimeout, "ready-timeout", 2*time.Minute, "how long t3 may take to answer GET / after it started (READY=1 is sent then); longer and it is stopped, exit 75")
+	fs.DurationVar(&c.Health.ProbeInterval, "probe-interval", 10*time.Second, "between liveness probes (GET / on 127.0.0.1:PORT); WATCHDOG=1 follows each answer")
+	fs.DurationVar(&c.Health.ProbeTimeout, "probe-timeout", 5*time.Second, "how long one probe waits for an answer")
+	fs.DurationVar(&c.Health.LivenessWindow, "liveness-window", time.Minute, "stop t3 and exit 75 after it answered no probe for this long (0: never)")
+	fs.StringSliceVar(&c.AgentNames, "agent-names", []string{"claude", "codex"}, "programs t3 spawns as agents: a shim of each name, first on t3's PATH, puts every agent in its own cgroup")
+	fs.StringVar(&c.ShimDir, "shim-dir", "", "directory for the agent shims (default: $RUNTIME_DIRECTORY/shim, else $XDG_RUNTIME_DIR/t3-supervise/shim, else ~/.cache/t3-supervise/shim)")
+	fs.BoolVar(&c.DryRun, "dry-run", false, "resolve everything (Vault included), print what a real run would do, change nothing")
+	fs.StringVar(output, "output", "text", "dry-run output format: text or json")
+	return fs
+}
+
+// parseConfig turns the command line and environment into a validated config.
+func parseConfig(args []string, environ []string, stderr io.Writer) (*config, error) {
+	c := &config{environ: environ}
+	var rawAllow, extraAllow []string
+	var tokenFile, output string
+	fs := flagSet(c, &rawAllow, &extraAllow, &tokenFile, &output)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError{err}
+	}
+	c.T3Args = fs.Args()
+	if len(c.T3Args) == 0 {
+		c.T3Args = []string{"serve"}
+	}
+	switch output {
+	case "text":
+	case "json":
+		c.JSON = true
+	default:
+		return nil, usageError{fmt.Errorf("--output %q: want text or json", output)}
+	}
+	c.EnvAllow = append(rawAllow, extraAllow...)
+	for _, p := range c.EnvAllow {
+		if err := supervise.ValidatePattern(p); err != nil {
+			return nil, usageError{fmt.Errorf("--env-allow: %w", err)}
+		}
+	}
+	if c.StopTimeout <= 0 {
+		return nil, usageError{fmt.Errorf("--stop-timeout %v: must be positive", c.StopTimeout)}
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return nil, usageError{err}
+	}
+	if c.Watch.AgentOOMAdj < -1000 || c.Watch.AgentOOMAdj > 1000 {
+		return nil, usageError{fmt.Errorf("--agent-oom-score-adj %d: want -1000..1000", c.Watch.AgentOOMAdj)}
+	}
+	if c.Watch.PressureStall < 0 || c.Watch.PressureStall > 1 {
+		return nil, usageError{fmt.Errorf("--pressure-stall %v: want a share between 0 and 1", c.Watch.PressureStall)}
+	}
+	for name, d := range map[string]time.Duration{"--pressure-window": c.Watch.PressureWindow, "--kill-grace": c.Watch.KillGrace,
+		"--sample-interval": c.Watch.SampleInterval, "--place-interval": c.Watch.PlaceInterval,
+		"--ready-timeout": c.Health.ReadyTimeout, "--probe-interval": c.Health.ProbeInterval,
+		"--probe-timeout": c.Health.ProbeTimeout, "--liveness-window": c.Health.LivenessWindow} {
+		if d < 0 || (d == 0 && name != "--pressure-window" && name != "--liveness-window") {
+			return nil, usageError{fmt.Errorf("%s %v: must be positive", name, d)}
+		}
+	}
+	for _, n := range c.AgentNames {
+		if n == "" || strings.ContainsAny(n, "/\x00") || n == "." || n == ".." {
+			return nil, usageError{fmt.Errorf("--agent-names: %q is not a program name", n)}
+		}
+	}
+	c.Watch.Limits = c.Limits
+	if c.Creds.Timeout <= 0 {
+		return nil, usageError{fmt.Errorf("--vault-timeout %v: must be positive", c.Creds.Timeout)}
+	}
+
+	if err := c.resolveUser(); err != nil {
+		return nil, err
+	}
+	c.Creds.User = c.User
+	c.Creds.Getenv = c.getenv
+	if _, err := c.Creds.SecretPath(); err != nil {
+		return nil, configError{fmt.Errorf("--vault-path-template: %w", err)}
+	}
+	c.Creds.TokenFile, c.Creds.TokenFileExplicit = tokenFile, tokenFile != ""
+	if tokenFile == "" {
+		if dir := c.getenv("CREDENTIALS_DIRECTORY"); dir != "" {
+			// systemd LoadCredential=vault-token:... puts it here (systemd.exec(5), "Credentials").
+			c.Creds.TokenFile = filepath.Join(dir, "vault-token")
+		} else {
+			c.Creds.TokenFile = filepath.Join(c.Home, ".config", "claude-auth-sync", "vault-token")
+		}
+	}
+	if (c.Creds.AppRoleRoleID == "") != (c.Creds.AppRoleSecretIDFile == "") {
+		return nil, usageError{errors.New("--approle-role-id and --approle-secret-id-file go together")}
+	}
+	if c.EnvFile == "" {
+		c.EnvFile = filepath.Join(c.Home, ".config", "claude-auth-sync", "claude-oauth.env")
+	}
+	if c.ShimDir == "" {
+		switch {
+		case c.getenv("RUNTIME_DIRECTORY") != "":
+			// RuntimeDirectory= in the unit: the user's, private, removed by systemd on stop.
+			c.ShimDir = filepath.Join(strings.SplitN(c.getenv("RUNTIME_DIRECTORY"), ":", 2)[0], "shim")
+		case c.getenv("XDG_RUNTIME_DIR") != "":
+			c.ShimDir = filepath.Join(c.getenv("XDG_RUNTIME_DIR"), "t3-supervise", "shim")
+		default:
+			c.ShimDir = filepath.Join(c.Home, ".cache", "t3-supervise", "shim")
+		}
+	}
+	port, err := portOf(c.T3Args, c.getenv("T3_PORT"))
+	if err != nil {
+		return nil, configError{err}
+	}
+	c.Port = port
+	return c, nil
+}
+
+// resolveUser settles --user and HOME. The supervisor resolves the token of the user it runs
+// as and nobody else's: a process that could read another user's Vault path would be exactly
+// the shared-token setup the design forbids.
+func (c *config) resolveUser() error {
+	me, err := user.Current()
+	if err != nil {
+		return configErrorf("cannot look up the current user: %v", err)
+	}
+	if c.User == "" {
+		c.User = me.Username
+	}
+	if c.User != me.Username {
+		return configErrorf("--user %s but running as %s: run the unit with User=%s (t3-supervise@%s.service)", c.User, me.Username, c.User, c.User)
+	}
+	c.Home = c.getenv("HOME")
+	if c.Home == "" {
+		c.Home = me.HomeDir
+	}
+	if !filepath.IsAbs(c.Home) {
+		return configErrorf("HOME %q is not an absolute path", c.Home)
+	}
+	return nil
+}
+
+// portOf finds the port t3 will listen on. The old unit ran `t3 serve --port ${T3_PORT}`: with
+// T3_PORT empty systemd passes an empty word (or, unbraced, none at all) and t3 would fall back
+// to a default port or fail later in a way nobody connects to the missing variable. Catch it
+// here, before anything starts, and name the variable.
+func portOf(args []string, t3Port string) (int, error) {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		var v string
+		switch {
+		case a == "--port":
+			if i+1 < len(args) && !strings.HasPrefix(args[i+1], "--") {
+				v = args[i+1]
+			}
+		case strings.HasPrefix(a, "--port="):
+			v = strings.TrimPrefix(a, "--port=")
+		default:
+			continue
+		}
+		return parsePort(v, "t3 argument --port")
+	}
+	if t3Port == "" {
+		return 0, nil
+	}
+	return parsePort(t3Port, "T3_PORT")
+}
+
+func parsePort(v, what string) (int, error) {
+	if strings.TrimSpace(v) == "" {
+		return 0, fmt.Errorf("%s is empty: T3_PORT is empty or unset (the unit reads it from EnvironmentFile=/etc/t3-serve/%%i.env)", what)
+	}
+	if strings.Contains(v, "$") {
+		return 0, fmt.Errorf("%s is %q: a variable was not expanded (is T3_PORT set in the unit's EnvironmentFile?)", what, v)
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("%s is %q: want a port number 1-65535", what, v)
+	}
+	return n, nil
+}
+
+func mustSet(s *cgroup.Size, v string) {
+	if err := s.Set(v); err != nil {
+		panic(err)
+	}
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+// --help is the operator's manual: every flag, the environment, every exit code.
+func TestHelpDocumentsEverything(t *testing.T) {
+	w := newWorld(t)
+	code, p := w.run("--help")
+	if code != 0 {
+		t.Fatalf("--help exit %d", code)
+	}
+	help := p.stdout.String()
+	var c config
+	var a, b []string
+	var s, o string
+	flagSet(&c, &a, &b, &s, &o).VisitAll(func(f *pflag.Flag) {
+		if !strings.Contains(help, "--"+f.Name) {
+			t.Errorf("--help does not document --%s", f.Name)
+		}
+	})
+	for _, v := range []string{"HOME", "T3_PORT", "CREDENTIALS_DIRECTORY", "VAULT_TOKEN", "VAULT_ADDR", "VAULT_CACERT",
+		"VAULT_NAMESPACE", "CLAUDE_CODE_OAUTH_TOKEN", "NOTIFY_SOCKET", "RUNTIME_DIRECTORY"} {
+		if !strings.Contains(help, v) {
+			t.Errorf("--help does not mention %s", v)
+		}
+	}
+	for _, code := range []int{exitUsage, exitCredInvalid, exitCredUnavailable, exitInternal, exitCgroup,
+		exitUnresponsive, exitCredDenied, exitConfig, exitNotExecutable, exitNotFound} {
+		if !strings.Contains(help, "\n  "+strconv.Itoa(code)+" ") {
+			t.Errorf("--help does not document exit code %d", code)
+		}
+	}
+	if _, err := os.Stat(w.out); err == nil {
+		t.Error("--help started t3")
+	}
+}
+
+// Each refusal happens before anything starts, with an exit code that says why and a message
+// that names the flag, variable or file.
+func TestRefusalsBeforeAnythingStarts(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		env   []string
+		args  []string
+		code  int
+		names string
+	}{
+		{"unknown flag", nil, []string{"--frobnicate"}, exitUsage, "--frobnicate"},
+		{"bad output", nil, []string{"--output", "yaml"}, exitUsage, "--output"},
+		{"bad size", nil, []string{"--memory-max", "12X"}, exitUsage, "memory-max"},
+		{"high above max", nil, []string{"--memory-high", "20G"}, exitUsage, "--memory-high"},
+		{"bad allowlist", nil, []string{"--env-allow", "A-B"}, exitUsage, "--env-allow"},
+		{"approle half", nil, []string{"--approle-role-id", "x"}, exitUsage, "--approle-secret-id-file"},
+		{"negative stop timeout", nil, []string{"--stop-timeout", "-1s"}, exitUsage, "--stop-timeout"},
+		{"shared token template", nil, []string{"--vault-path-template", "secret/shared/claude"}, exitConfig, "{user}"},
+		{"other user", nil, []string{"--user", "somebody-else"}, exitConfig, "User=somebody-else"},
+		{"empty T3_PORT in --port", nil, []string{"--", "serve", "--port", "", "--host", "0.0.0.0"}, exitConfig, "T3_PORT"},
+		{"unbraced empty T3_PORT", nil, []string{"--", "serve", "--port", "--base-dir", "/x"}, exitConfig, "T3_PORT"},
+		{"unexpanded T3_PORT", nil, []string{"--", "serve", "--port", "${T3_PORT}"}, exitConfig, "not expanded"},
+		{"port out of range", nil, []string{"--", "serve", "--port=70000"}, exitConfig, "70000"},
+		{"empty T3_PORT variable", []string{"T3_PORT="}, []string{"--", "serve"}, 0, ""},
+		{"garbage T3_PORT variable", []string{"T3_PORT=http"}, []string{"--", "serve"}, exitConfig, "T3_PORT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			w.setenv(tc.env...)
+			args := append([]string{"--no-cgroup", "--vault-timeout", "2s"}, tc.args...)
+			code, p := w.run(args...)
+			if tc.code == 0 {
+				// T3_PORT unset and no --port in the arguments: t3 picks its own default port,
+				// nothing needs the variable. Here the run gets past configuration and fails on the
+				// missing Vault credential instead.
+				if code == exitConfig && strings.Contains(p.stderr.String(), "T3_PORT is") {
+					t.Fatalf("refused although the arguments do not need T3_PORT: %s", p.stderr)
+				}
+				return
+			}
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\nstderr: %s", code, tc.code, p.stderr)
+			}
+			if !strings.Contains(p.stderr.String(), tc.names) {
+				t.Errorf("stderr does not name %q:\n%s", tc.names, p.stderr)
+			}
+			if _, err := os.Stat(w.out); err == nil {
+				t.Error("t3 was started")
+			}
+			if entries, _ := os.ReadDir(w.home); len(entries) != 0 {
+				t.Errorf("files were written into HOME: %v", entries)
+			}
+		})
+	}
+}
+
+func TestPortOf(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  string
+		port int
+		err  bool
+	}{
+		{[]string{"serve", "--port", "3773"}, "", 3773, false},
+		{[]string{"serve", "--port=4000"}, "1", 4000, false},
+		{[]string{"serve"}, "5000", 5000, false},
+		{[]string{"serve"}, "", 0, false},
+		{[]string{"serve", "--port"}, "", 0, true},
+		{[]string{"serve", "--port", " "}, "", 0, true},
+		{[]string{"serve", "--port", "0"}, "", 0, true},
+		{[]string{"serve", "--", "--port", "x"}, "", 0, false},
+	} {
+		port, err := portOf(tc.args, tc.env)
+		if port != tc.port || (err != nil) != tc.err {
+			t.Errorf("portOf(%q, %q) = %d, %v", tc.args, tc.env, port, err)
+		}
+	}
+}
+
+func TestFormatLine(t *testing.T) {
+	var b bytes.Buffer
+	b.WriteString(formatLine(evCredFallback, "Vault down", fields{"T3_B": "2", "T3_A": "1"}))
+	if got, want := b.String(), "t3-supervise: warning credential_fallback: Vault down (T3_A=1 T3_B=2)"; got != want {
+		t.Errorf("%q, want %q", got, want)
+	}
+}
+
+func TestEventKindsAreDistinct(t *testing.T) {
+	names, ids := map[string]bool{}, map[string]bool{}
+	for _, k := range eventKinds {
+		if names[k.Name] || ids[k.ID] {
+			t.Errorf("duplicate event kind %+v", k)
+		}
+		if len(k.ID) != 32 || strings.Trim(k.ID, "0123456789abcdef") != "" {
+			t.Errorf("%s: MESSAGE_ID %q is not 128 bits of lowercase hex", k.Name, k.ID)
+		}
+		names[k.Name], ids[k.ID] = true, true
+	}
+}

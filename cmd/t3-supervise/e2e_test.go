@@ -1,0 +1,276 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The end-to-end tests build the real binary once and run it against a fake `t3`: this test
+// binary, re-executed through a symlink named t3 (the tailscale containerboot and os/exec
+// model). The fake is told what to do by T3_FAKE_MODE, which reaches it because T3_* is on the
+// default allowlist, and reports what it received to the file T3_FAKE_OUT.
+
+var supervisorBin string
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv("T3_FAKE_MODE"); mode != "" && filepath.Base(os.Args[0]) == "t3" {
+		os.Exit(fakeT3(mode))
+	}
+	dir, err := os.MkdirTemp("", "t3s-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	supervisorBin = filepath.Join(dir, "t3-supervise")
+	if b := os.Getenv("T3S_BIN"); b != "" {
+		supervisorBin = b // the Makefile's freshly built binary
+	} else {
+		out, err := exec.Command("go", "build", "-o", supervisorBin, ".").CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "building t3-supervise: %v\n%s", err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// fakeReport is what the fake t3 writes about itself.
+type fakeReport struct {
+	Argv []string `json:"argv"`
+	Env  []string `json:"env"`
+	Pid  int      `json:"pid"`
+}
+
+func fakeT3(mode string) int {
+	out := os.Getenv("T3_FAKE_OUT")
+	b, _ := json.Marshal(fakeReport{Argv: os.Args, Env: os.Environ(), Pid: os.Getpid()})
+	note := func(line string) {
+		f, err := os.OpenFile(out, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o600)
+		if err == nil {
+			fmt.Fprintln(f, line)
+			f.Close()
+		}
+	}
+	note(string(b))
+	name, arg, _ := strings.Cut(mode, ":")
+	sigs := make(chan os.Signal, 16)
+	switch name {
+	case "serve": // a server: runs until SIGTERM, then exits 0
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
+	case "exit":
+		n, _ := strconv.Atoi(arg)
+		return n
+	case "signal-self":
+		n, _ := strconv.Atoi(arg)
+		syscall.Kill(os.Getpid(), syscall.Signal(n))
+		time.Sleep(5 * time.Second)
+		return 99
+	case "ignore-term":
+		signal.Ignore(syscall.SIGTERM)
+		signal.Notify(sigs, syscall.SIGHUP)
+	case "orphan": // leaves a setsid'd grandchild that ignores SIGTERM, then serves
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "T3_FAKE_MODE=ignore-term", "T3_FAKE_OUT="+out+".grandchild")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			return 98
+		}
+		note(fmt.Sprintf("grandchild %d", cmd.Process.Pid))
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
+	}
+	for s := range sigs {
+		note("signal " + s.String())
+		if s == syscall.SIGTERM {
+			return 0
+		}
+	}
+	return 0
+}
+
+// world is one test's private machine: a HOME, a PATH with the fake t3, an output file.
+type world struct {
+	t    *testing.T
+	home string
+	bin  string
+	out  string
+	env  []string
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	dir := t.TempDir()
+	w := &world{t: t, home: filepath.Join(dir, "home"), bin: filepath.Join(dir, "bin"), out: filepath.Join(dir, "t3.out")}
+	for _, d := range []string{w.home, w.bin} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	self, _ := os.Executable()
+	if err := os.Symlink(self, filepath.Join(w.bin, "t3")); err != nil {
+		t.Fatal(err)
+	}
+	w.env = []string{
+		"HOME=" + w.home,
+		"PATH=" + w.bin + ":/usr/bin:/bin",
+		"T3_FAKE_OUT=" + w.out,
+		"T3_FAKE_MODE=serve",
+		"T3_PORT=3773",
+		"LANG=C.UTF-8",
+	}
+	return w
+}
+
+func (w *world) setenv(kv ...string) {
+	for _, e := range kv {
+		name, _, _ := strings.Cut(e, "=")
+		for i, old := range w.env {
+			if strings.HasPrefix(old, name+"=") {
+				w.env = append(w.env[:i], w.env[i+1:]...)
+				break
+			}
+		}
+		w.env = append(w.env, e)
+	}
+}
+
+// proc is a running supervisor.
+type proc struct {
+	cmd            *exec.Cmd
+	stdout, stderr *bytes.Buffer
+	done           chan struct{}
+}
+
+func (w *world) start(args ...string) *proc {
+	w.t.Helper()
+	cmd := exec.Command(supervisorBin, args...)
+	cmd.Env = w.env
+	cmd.Dir = w.home
+	p := &proc{cmd: cmd, stdout: new(bytes.Buffer), stderr: new(bytes.Buffer), done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
+	if err := cmd.Start(); err != nil {
+		w.t.Fatal(err)
+	}
+	go func() { cmd.Wait(); close(p.done) }()
+	w.t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.done
+		w.killReported()
+	})
+	return p
+}
+
+// run runs the supervisor to completion and returns its exit code.
+func (w *world) run(args ...string) (int, *proc) {
+	w.t.Helper()
+	p := w.start(args...)
+	return p.wait(w.t, 60*time.Second), p
+}
+
+func (p *proc) wait(t *testing.T, limit time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(limit):
+		t.Fatalf("supervisor still running after %v\nstderr:\n%s", limit, p.stderr)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// reports reads what the fake t3 wrote: its report lines, then notes.
+func (w *world) reports() (reps []fakeReport, notes []string) {
+	f, err := os.Open(w.out)
+	if err != nil {
+		return nil, nil
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 1<<20), 1<<20)
+	for s.Scan() {
+		var r fakeReport
+		if json.Unmarshal(s.Bytes(), &r) == nil && r.Pid != 0 {
+			reps = append(reps, r)
+		} else {
+			notes = append(notes, s.Text())
+		}
+	}
+	return reps, notes
+}
+
+// waitStarted waits until the fake t3 reported.
+func (w *world) waitStarted(p *proc) fakeReport {
+	w.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if r, _ := w.reports(); len(r) > 0 {
+			return r[0]
+		}
+		select {
+		case <-p.done:
+			w.t.Fatalf("supervisor exited %d before t3 started\nstderr:\n%s", p.cmd.ProcessState.ExitCode(), p.stderr)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	w.t.Fatalf("t3 never started\nstderr:\n%s", p.stderr)
+	return fakeReport{}
+}
+
+func (w *world) waitNote(prefix string) string {
+	w.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		_, notes := w.reports()
+		for _, n := range notes {
+			if strings.HasPrefix(n, prefix) {
+				return n
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.t.Fatalf("the fake t3 never noted %q", prefix)
+	return ""
+}
+
+// killReported kills every process the fakes reported, so no test leaks one.
+func (w *world) killReported() {
+	reps, notes := w.reports()
+	for _, r := range reps {
+		syscall.Kill(r.Pid, syscall.SIGKILL)
+	}
+	for _, n := range notes {
+		if pid, ok := strings.CutPrefix(n, "grandchild "); ok {
+			if p, err := strconv.Atoi(pid); err == nil {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+		}
+	}
+}
+
+func envOf(r fakeReport) map[string]string {
+	m := map[string]string{}
+	for _, kv := range r.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	return m
+}
+
+func processAlive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i > 0 && len(b) > i+2 && b[i+2] != 'Z'
+}

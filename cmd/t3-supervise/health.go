@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"t3-supervise/cgroup"
+	"t3-supervise/supervise"
+)
+
+// healthState turns probe results into what systemd is told: READY=1 once t3 answers,
+// WATCHDOG=1 after every answer, STATUS= kept current, and the decision to give up on a server
+// that stopped answering. systemd then restarts the unit (Restart=on-failure), so NRestarts and
+// the unit's timestamps stay truthful; the supervisor never restarts t3 behind systemd's back.
+type healthState struct {
+	health    *supervise.Health
+	ready     atomic.Bool
+	started   time.Time
+	deadline  time.Time
+	lastExt   time.Time
+	pid       int
+	tree      *cgroup.Tree
+	limits    cgroup.Limits
+	tokenFrom string
+	version   int
+	lastKill  string
+	failing   bool
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func newHealthState(cfg *config, p *plan, pid int, tree *cgroup.Tree) *healthState {
+	now := time.Now()
+	return &healthState{
+		health:    &supervise.Health{Window: cfg.Health.LivenessWindow, Clock: realClock{}},
+		started:   now,
+		deadline:  now.Add(cfg.Health.ReadyTimeout),
+		pid:       pid,
+		tree:      tree,
+		limits:    cfg.Limits,
+		tokenFrom: p.decision.From,
+		version:   p.Credential.Version,
+	}
+}
+
+// notify sends state to systemd when it listens (Type=notify sets NOTIFY_SOCKET); elsewhere it
+// is a no-op (sd_notify(3)).
+func notify(state string) { _, _ = daemon.SdNotify(false, state) }
+
+// startProber probes GET / on 127.0.0.1:PORT from its own goroutine, so a probe hanging for its
+// whole timeout never holds up the event loop: every 250 ms until t3 first answers, then every
+// --probe-interval. Without a known port there is nothing to probe: t3 counts as ready at once.
+func (h *healthState) startProber(ctx context.Context, cfg *config) <-chan error {
+	if cfg.Port == 0 {
+		h.ready.Store(true)
+		notify("READY=1\nSTATUS=" + h.status())
+		return nil
+	}
+	interval := cfg.Health.ProbeInterval
+	if wd, err := daemon.SdWatchdogEnabled(false); err == nil && wd > 0 && interval > wd/2 {
+		// WATCHDOG=1 follows a good probe, so probes must come at least twice per WatchdogSec.
+		interval = wd / 2
+	}
+	probe := supervise.NewProbe(fmt.Sprintf("http://127.0.0.1:%d/", cfg.Port), cfg.Health.ProbeTimeout)
+	out := make(chan error)
+	go func() {
+		for {
+			err := probe.Check(ctx)
+			select {
+			case out <- err:
+			case <-ctx.Done():
+				return
+			}
+			wait := 250 * time.Millisecond
+			if h.ready.Load() {
+				wait = interval
+			}
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// record takes one probe result; it returns true when the server must be stopped.
+func (h *healthState) record(ev *events, err error) (giveUp bool) {
+	pid := fmt.Sprint(h.pid)
+	switch h.health.Record(err) {
+	case supervise.Ready:
+		h.ready.Store(true)
+		notify("READY=1\nSTATUS=" + h.status())
+		ev.emit(evServerReady, fields{"T3_PID": pid, "T3_STARTUP": time.Since(h.started).Round(time.Millisecond).String()},
+			"t3 serve (pid %s) answers GET / after %v", pid, time.Since(h.started).Round(time.Millisecond))
+	case supervise.Alive:
+		if h.failing {
+			h.failing = false
+			ev.emit(evServerReady, fields{"T3_PID": pid}, "t3 serve (pid %s) answers again", pid)
+		}
+		notify("WATCHDOG=1\nSTATUS=" + h.status())
+	case supervise.Waiting:
+		if time.Now().After(h.deadline) {
+			n, last := h.health.Failures()
+			ev.emit(evUnresponsive, fields{"T3_PID": pid, "T3_PROBE_FAILURES": fmt.Sprint(n), "T3_EXIT_CODE": fmt.Sprint(exitUnresponsive)},
+				"t3 serve (pid %s) did not answer within --ready-timeout %v (%d probes failed, last: %v); stopping it", pid, time.Since(h.started).Round(time.Second), n, last)
+			return true
+		}
+		if time.Since(h.lastExt) > 5*time.Second {
+			// Keep systemd's start timeout from firing while we still wait on our own deadline.
+			h.lastExt = time.Now()
+			notify(fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", (15 * time.Second).Microseconds()))
+		}
+	case supervise.Failing:
+		if !h.failing {
+			h.failing = true
+			ev.emit(evProbeFailed, fields{"T3_PID": pid}, "t3 serve (pid %s) did not answer: %v", pid, err)
+		}
+		notify("STATUS=" + h.status())
+	case supervise.Dead:
+		n, last := h.health.Failures()
+		f := fields{"T3_PID": pid, "T3_PROBE_FAILURES": fmt.Sprint(n), "T3_LAST_GOOD_PROBE": h.health.LastGood().UTC().Format(time.RFC3339),
+			"T3_EXIT_CODE": fmt.Sprint(exitUnresponsive)}
+		ev.emit(evUnresponsive, f, "t3 serve (pid %s) answered no probe since %s (%d failed, last: %v; %s); stopping it for systemd to restart",
+			pid, h.health.LastGood().Format(time.RFC3339), n, last, h.memory())
+		return true
+	}
+	return false
+}
+
+// noteEvent remembers what STATUS= shows about kills.
+func (h *healthState) noteEvent(e cgroup.Event) {
+	switch e := e.(type) {
+	case cgroup.OOMKill:
+		h.lastKill = fmt.Sprintf("oom_kill %s (pid %d) at %s", e.Victim.Comm, e.Victim.PID, time.Now().Format("15:04:05"))
+	case cgroup.PressureKill:
+		h.lastKill = fmt.Sprintf("pressure_kill %s (pid %d) at %s", e.Victim.Comm, e.Victim.PID, time.Now().Format("15:04:05"))
+	}
+}
+
+func (h *healthState) memory() string {
+	if h.tree == nil {
+		return "no cgroup"
+	}
+	u := h.tree.Usage()
+	return fmt.Sprintf("workload %s of %s, agents %d", mib(u.Current), h.limits.MemoryMax, u.Agents)
+}
+
+// status is the one-line STATUS= systemctl status shows.
+func (h *healthState) status() string {
+	parts := []string{fmt.Sprintf("t3 serve pid %d", h.pid)}
+	if !h.ready.Load() {
+		parts[0] += " (starting)"
+	}
+	parts = append(parts, h.memory())
+	if h.lastKill != "" {
+		parts = append(parts, "last "+h.lastKill)
+	}
+	tok := "token: " + h.tokenFrom
+	if h.version > 0 {
+		tok += fmt.Sprintf(" v%d", h.version)
+	}
+	return strings.Join(append(parts, tok), "; ")
+}

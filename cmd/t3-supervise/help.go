@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+	"io"
+)
+
+const helpHead = `t3-supervise: run "t3 serve" for one user with the user's own Claude token
+
+USAGE
+  t3-supervise [flags] [--] [t3 arguments...]     (default t3 arguments: serve)
+
+  systemd runs it as t3-supervise@USER.service, in place of "t3 serve":
+    t3-supervise --user alice -- serve --host 0.0.0.0 --port 3773 --base-dir /home/alice/.t3
+
+  It resolves the setup token of --user from Vault (KV v2, path from --vault-path-template,
+  field --vault-field), writes it to --env-file for the user's other sessions, and starts t3
+  with CLAUDE_CODE_OAUTH_TOKEN set. A user with no token in Vault (no secret, no field, or its
+  latest version deleted) is an opt-out: t3 starts unchanged on the normal credential flow and
+  the env file is removed. When Vault fails (unreachable, sealed, slow, 5xx, denied, malformed
+  value) it falls back to the token last written to --env-file, with a warning, and never
+  deletes that file; without one it exits with a code that says why.
+
+  Vault auth, first that is available: --vault-token-file, VAULT_TOKEN, AppRole
+  (--approle-role-id with --approle-secret-id-file). A renewable (periodic) token is renewed
+  while t3 runs.
+
+FLAGS
+`
+
+const helpTail = `
+ENVIRONMENT
+  HOME                    the user's home; defaults of --vault-token-file and --env-file live under it
+  T3_PORT                 the port of "t3 serve" when the t3 arguments carry no --port; an empty
+                          --port value (T3_PORT unset in the unit's EnvironmentFile) is refused
+  CREDENTIALS_DIRECTORY   set by systemd LoadCredential=; the Vault token is read from vault-token in it
+  VAULT_TOKEN             Vault token, used when there is no token file
+  VAULT_ADDR, VAULT_CACERT, VAULT_CAPATH, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY, VAULT_NAMESPACE,
+  VAULT_SKIP_VERIFY, VAULT_TLS_SERVER_NAME, VAULT_CLIENT_TIMEOUT, VAULT_MAX_RETRIES
+                          as for the Vault CLI
+  CLAUDE_CODE_OAUTH_TOKEN an inherited value is never passed on unless it equals the user's own
+                          token from Vault; otherwise it is dropped with a warning
+  NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID, JOURNAL_STREAM
+                          systemd's; they tell t3-supervise how to talk to systemd and journald
+  The child gets only the variables matched by --env-allow (and --env-allow-extra), plus
+  CLAUDE_CODE_OAUTH_TOKEN; VAULT_*, NOTIFY_SOCKET, WATCHDOG_*, CREDENTIALS_DIRECTORY and
+  LISTEN_* never reach it, whatever the allowlist says.
+
+SIGNALS
+  SIGTERM, SIGINT  stop: SIGTERM to t3, --stop-timeout to exit, then SIGKILL to everything it
+                   spawned; exit 0 when that stop ended it
+  SIGHUP           forwarded to t3
+
+EVENTS
+  Every step goes to journald (SYSLOG_IDENTIFIER=t3-supervise, a MESSAGE_ID per event kind,
+  fields T3_EVENT, T3_USER, T3_PID, T3_TOKEN_SOURCE, T3_KV_VERSION, ...), and as lines to
+  stderr when stderr is not already the journal. The token is never printed: at most its
+  fingerprint (sha256:<12 hex>).
+  journalctl -t t3-supervise -o verbose    shows them with their fields.
+
+`
+
+func printHelp(w io.Writer) {
+	var c config
+	var a, b []string
+	var s, o string
+	fmt.Fprint(w, helpHead)
+	fmt.Fprint(w, flagSet(&c, &a, &b, &s, &o).FlagUsages())
+	fmt.Fprint(w, helpTail)
+	fmt.Fprint(w, exitCodeHelp)
+}

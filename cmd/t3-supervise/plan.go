@@ -1,0 +1,355 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"t3-supervise/cgroup"
+	"t3-supervise/creds"
+	"t3-supervise/supervise"
+)
+
+// tokenVar is the variable Claude Code reads its long-lived setup token from.
+const tokenVar = "CLAUDE_CODE_OAUTH_TOKEN"
+
+// plan is everything a run will do, computed before anything is changed. --dry-run prints it;
+// a real run carries it out. One value, one code path: what the dry-run shows is what happens.
+type plan struct {
+	User       string         `json:"user"`
+	Credential credentialPlan `json:"credential"`
+	EnvFile    envFilePlan    `json:"env_file"`
+	Argv       []string       `json:"argv"`
+	Env        []envVar       `json:"env"`
+	EnvDropped []string       `json:"env_dropped"`
+	Cgroup     cgroupPlan     `json:"cgroup"`
+	Failure    *failurePlan   `json:"failure,omitempty"`
+
+	decision creds.Decision
+	env      []string
+	client   *creds.Client
+}
+
+type credentialPlan struct {
+	Outcome     string `json:"outcome"`
+	From        string `json:"from"`
+	Auth        string `json:"auth,omitempty"`
+	TokenFile   string `json:"vault_token_file,omitempty"`
+	VaultAddr   string `json:"vault_addr"`
+	Path        string `json:"path"`
+	Mount       string `json:"mount,omitempty"`
+	KVVersion   int    `json:"kv_version,omitempty"`
+	Version     int    `json:"version,omitempty"`
+	Fingerprint string `json:"fingerprint,omitempty"`
+	Fallback    string `json:"fallback_reason,omitempty"`
+	Inherited   string `json:"inherited_token"`
+}
+
+type envFilePlan struct {
+	Path   string `json:"path"`
+	Action string `json:"action"`
+}
+
+type envVar struct {
+	Name     string `json:"name"`
+	Value    string `json:"value,omitempty"`
+	Redacted bool   `json:"redacted,omitempty"`
+}
+
+type cgroupPlan struct {
+	Mode      string        `json:"mode"`            // "delegated" or "disabled (--no-cgroup)"
+	Base      string        `json:"base,omitempty"`  // the unit's cgroup directory
+	Steps     []cgroup.Step `json:"steps,omitempty"` // relative to Base, in order
+	LeafSteps []cgroup.Step `json:"leaf_steps"`      // on every agents/<leaf>
+	ShimDir   string        `json:"shim_dir,omitempty"`
+	Shims     []string      `json:"shims,omitempty"`
+
+	tree *cgroup.Tree
+}
+
+type failurePlan struct {
+	Class    string `json:"class"`
+	ExitCode int    `json:"exit_code"`
+	Error    string `json:"error"`
+}
+
+// runError is a failure with the exit code that says why.
+type runError struct {
+	class string
+	code  int
+	err   error
+}
+
+func (e *runError) Error() string { return e.err.Error() }
+func (e *runError) Unwrap() error { return e.err }
+
+// credError classifies a credential failure for the exit code.
+func credError(err error) *runError {
+	switch {
+	case errors.Is(err, creds.ErrConfig):
+		return &runError{"config", exitConfig, err}
+	case errors.Is(err, creds.ErrDenied):
+		return &runError{"credential", exitCredDenied, err}
+	case errors.Is(err, creds.ErrMalformed):
+		return &runError{"credential", exitCredInvalid, err}
+	default:
+		return &runError{"credential", exitCredUnavailable, err}
+	}
+}
+
+// prepare resolves everything a run needs — it really talks to Vault — and changes nothing.
+func prepare(ctx context.Context, cfg *config, ev *events) (*plan, error) {
+	p := &plan{User: cfg.User, EnvFile: envFilePlan{Path: cfg.EnvFile}}
+	secretPath, _ := cfg.Creds.SecretPath() // validated in parseConfig
+	p.Credential = credentialPlan{Path: secretPath, VaultAddr: vaultAddr(cfg), Inherited: "absent"}
+
+	if err := p.resolveCredential(ctx, cfg, ev); err != nil {
+		return p.fail(err)
+	}
+	if err := p.planCgroup(cfg); err != nil {
+		return p.fail(err)
+	}
+	if err := p.buildCommand(cfg, ev); err != nil {
+		return p.fail(err)
+	}
+	return p, nil
+}
+
+func (p *plan) fail(err error) (*plan, error) {
+	var re *runError
+	if !errors.As(err, &re) {
+		re = &runError{"internal", exitInternal, err}
+	}
+	p.Failure = &failurePlan{Class: re.class, ExitCode: re.code, Error: re.err.Error()}
+	return p, re
+}
+
+func vaultAddr(cfg *config) string {
+	if a := cfg.getenv("VAULT_ADDR"); a != "" {
+		return a
+	}
+	return "https://127.0.0.1:8200" // the Vault client's own default (api.DefaultConfig)
+}
+
+func (p *plan) resolveCredential(ctx context.Context, cfg *config, ev *events) error {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Creds.Timeout)
+	defer cancel()
+	var res creds.Result
+	client, err := creds.New(ctx, cfg.Creds)
+	if err == nil {
+		p.client = client
+		res, err = client.Resolve(ctx)
+	}
+	cached, cachedErr := creds.ReadEnvFile(cfg.EnvFile)
+	if cachedErr != nil && !errors.Is(cachedErr, fs.ErrNotExist) {
+		ev.emit(evEnvFileFailed, fields{"T3_ENV_FILE": cfg.EnvFile}, "cannot use the materialized token: %v", cachedErr)
+	}
+	d, derr := creds.Decide(res, err, cached, cachedErr)
+	c := &p.Credential
+	c.Auth, c.Mount, c.KVVersion, c.Version = string(res.Auth), res.Mount, res.KVVersion, res.Version
+	if res.Path != "" {
+		c.Path = res.Path
+	}
+	if cfg.Creds.TokenFile != "" && res.Auth == creds.AuthTokenFile {
+		c.TokenFile = cfg.Creds.TokenFile
+	}
+	if derr != nil {
+		c.Outcome, c.From = "error", "none"
+		re := credError(derr)
+		ev.emit(evCredFailed, fields{"T3_VAULT_PATH": c.Path, "T3_EXIT_CODE": fmt.Sprint(re.code)},
+			"cannot resolve the token and no earlier one is materialized: %v", derr)
+		return re
+	}
+	p.decision = d
+	c.Outcome, c.From = d.Outcome.String(), d.From
+	p.EnvFile.Action = string(d.EnvFile)
+	f := fields{"T3_VAULT_PATH": c.Path, "T3_TOKEN_SOURCE": d.From}
+	if c.Version > 0 {
+		f["T3_KV_VERSION"] = fmt.Sprint(c.Version)
+	}
+	if !d.Inject.IsZero() {
+		c.Fingerprint = d.Inject.Fingerprint()
+		f["T3_TOKEN_FINGERPRINT"] = c.Fingerprint
+	}
+	switch {
+	case d.Fallback != nil:
+		c.Fallback = d.Fallback.Error()
+		ev.emit(evCredFallback, f, "Vault failed (%v); using the last materialized token from %s", d.Fallback, cfg.EnvFile)
+	case d.Outcome == creds.Found:
+		ev.emit(evCredFound, f, "token found at %s (version %d)", c.Path, c.Version)
+	case d.Outcome == creds.Deleted || d.Outcome == creds.Destroyed:
+		ev.emit(evCredDeleted, f, "the latest version of %s is %s: starting t3 on the normal credential flow", c.Path, d.Outcome)
+	default:
+		ev.emit(evCredOptOut, f, "no %s at %s (%s): starting t3 on the normal credential flow", cfg.Creds.Field, c.Path, d.Outcome)
+	}
+	return nil
+}
+
+// planCgroup checks the delegated cgroup (read-only) and computes the writes of a real run.
+func (p *plan) planCgroup(cfg *config) error {
+	p.Cgroup.LeafSteps = []cgroup.Step{}
+	if cfg.NoCgroup {
+		p.Cgroup.Mode = "disabled (--no-cgroup)"
+		return nil
+	}
+	f, err := os.Open("/proc/self/cgroup")
+	if err != nil {
+		return &runError{"cgroup", exitCgroup, err}
+	}
+	defer f.Close()
+	tree, err := cgroup.Discover(f, cgroup.Options{})
+	if err != nil {
+		p.Cgroup.Mode = "unavailable"
+		return &runError{"cgroup", exitCgroup, err}
+	}
+	p.Cgroup = cgroupPlan{
+		Mode: "delegated", Base: tree.Dir("."), Steps: cgroup.Plan(cfg.Limits),
+		LeafSteps: cgroup.LeafSteps(cfg.Limits), tree: tree,
+		ShimDir: cfg.ShimDir, Shims: cfg.AgentNames,
+	}
+	if p.Cgroup.LeafSteps == nil {
+		p.Cgroup.LeafSteps = []cgroup.Step{}
+	}
+	return nil
+}
+
+func (p *plan) buildCommand(cfg *config, ev *events) error {
+	set := map[string]string{}
+	if !cfg.NoCgroup {
+		// The shims go first on t3's PATH; the agents' oom_score_adj rides along for the shim.
+		set["PATH"] = p.Cgroup.ShimDir + string(os.PathListSeparator) + cfg.getenv("PATH")
+		set[shimAdjVar] = strconv.Itoa(cfg.Watch.AgentOOMAdj)
+	}
+	if !p.decision.Inject.IsZero() {
+		set[tokenVar] = p.decision.Inject.Reveal()
+	}
+	if inherited, ok := supervise.Lookup(cfg.environ, tokenVar); ok {
+		// Only the user's own path may supply the token (the old unit's EnvironmentFile= loaded
+		// claude-oauth.env, so an inherited copy of that is expected and harmless).
+		if inherited == p.decision.Inject.Reveal() && !p.decision.Inject.IsZero() {
+			p.Credential.Inherited = "same as the user's own (replaced)"
+		} else {
+			p.Credential.Inherited = "dropped"
+			ev.emit(evInheritedDropped, fields{"T3_TOKEN_FINGERPRINT": creds.NewSecret(inherited).Fingerprint()},
+				"an inherited %s that did not come from %s was dropped", tokenVar, p.Credential.Path)
+		}
+	}
+	env, dropped := supervise.BuildEnv(cfg.environ, cfg.EnvAllow, set)
+	p.env, p.EnvDropped = env, dropped
+	if p.EnvDropped == nil {
+		p.EnvDropped = []string{}
+	}
+	for _, kv := range env {
+		name, val, _ := strings.Cut(kv, "=")
+		if secretName.MatchString(name) {
+			p.Env = append(p.Env, envVar{Name: name, Redacted: true})
+		} else {
+			p.Env = append(p.Env, envVar{Name: name, Value: val})
+		}
+	}
+	bin, err := supervise.LookPath(cfg.T3Bin, env)
+	if err != nil {
+		var se *supervise.StartError
+		code := exitNotFound
+		if errors.As(err, &se) {
+			code = se.Code
+		}
+		p.Argv = append([]string{cfg.T3Bin}, cfg.T3Args...)
+		return &runError{"exec", code, err}
+	}
+	p.Argv = append([]string{bin}, cfg.T3Args...)
+	return nil
+}
+
+// secretName matches variables whose value the dry-run must not print.
+var secretName = regexp.MustCompile(`(?i)(TOKEN|SECRET|PASSW|KEY|CREDENTIAL|AUTH|COOKIE|SESSION)`)
+
+func (p *plan) print(w io.Writer, asJSON bool) {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(p)
+		return
+	}
+	c := p.Credential
+	fmt.Fprintf(w, "t3-supervise dry run for user %s: nothing was written, started or moved\n\n", p.User)
+	fmt.Fprintf(w, "credential\n")
+	fmt.Fprintf(w, "  outcome     %s (from %s)\n", c.Outcome, c.From)
+	fmt.Fprintf(w, "  vault       %s  %s", c.VaultAddr, c.Path)
+	if c.Mount != "" {
+		fmt.Fprintf(w, "  (mount %s, KV v%d", c.Mount, c.KVVersion)
+		if c.Version > 0 {
+			fmt.Fprintf(w, ", version %d", c.Version)
+		}
+		fmt.Fprint(w, ")")
+	}
+	fmt.Fprintln(w)
+	if c.Auth != "" {
+		fmt.Fprintf(w, "  auth        %s %s\n", c.Auth, c.TokenFile)
+	}
+	if c.Fingerprint != "" {
+		fmt.Fprintf(w, "  token       %s\n", c.Fingerprint)
+	}
+	if c.Fallback != "" {
+		fmt.Fprintf(w, "  fallback    %s\n", c.Fallback)
+	}
+	fmt.Fprintf(w, "  inherited   %s: %s\n", tokenVar, c.Inherited)
+	if p.EnvFile.Action != "" {
+		fmt.Fprintf(w, "env file\n  %s  %s\n", p.EnvFile.Action, p.EnvFile.Path)
+	}
+	if len(p.Argv) > 0 {
+		fmt.Fprintf(w, "command\n  argv        %s\n", strings.Join(quoteAll(p.Argv), " "))
+	}
+	for i, e := range p.Env {
+		label := ""
+		if i == 0 {
+			label = "environment"
+		}
+		val := e.Value
+		if e.Redacted {
+			val = "<redacted>"
+		}
+		fmt.Fprintf(w, "  %-11s %s=%s\n", label, e.Name, val)
+	}
+	if len(p.EnvDropped) > 0 {
+		fmt.Fprintf(w, "  not passed  %s\n", strings.Join(p.EnvDropped, " "))
+	}
+	if p.Cgroup.Mode != "" {
+		fmt.Fprintf(w, "cgroup\n  mode        %s\n", p.Cgroup.Mode)
+		if p.Cgroup.Base != "" {
+			fmt.Fprintf(w, "  base        %s\n", p.Cgroup.Base)
+		}
+		for _, s := range p.Cgroup.Steps {
+			fmt.Fprintf(w, "  %-11s %s\n", "", s)
+		}
+		for _, s := range p.Cgroup.LeafSteps {
+			fmt.Fprintf(w, "  %-11s on each agent leaf: %s\n", "", s)
+		}
+		if len(p.Cgroup.Shims) > 0 {
+			fmt.Fprintf(w, "  shims       %s in %s\n", strings.Join(p.Cgroup.Shims, ", "), p.Cgroup.ShimDir)
+		}
+	}
+	if p.Failure != nil {
+		fmt.Fprintf(w, "\nA real run would FAIL (%s, exit %d): %s\n", p.Failure.Class, p.Failure.ExitCode, p.Failure.Error)
+	} else {
+		fmt.Fprintf(w, "\nA real run would start the command above.\n")
+	}
+}
+
+func quoteAll(argv []string) []string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		if a == "" || strings.ContainsAny(a, " \t\n'\"\\$`") {
+			a = fmt.Sprintf("%q", a)
+		}
+		out[i] = a
+	}
+	return out
+}

@@ -1,0 +1,325 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"t3-supervise/cgroup"
+	"t3-supervise/creds"
+	"t3-supervise/supervise"
+)
+
+// run is the whole program; main only supplies the process's arguments, environment and files.
+func run(ctx context.Context, args []string, environ []string, stdout, stderr *os.File) int {
+	cfg, err := parseConfig(args, environ, stderr)
+	if errors.Is(err, pflag.ErrHelp) {
+		printHelp(stdout)
+		return exitOK
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for usage.\n", identifier, err, identifier)
+		return exitUsage
+	}
+	if err != nil {
+		// The user is not settled yet; the event carries none.
+		ev := newEvents("", stderr, true)
+		ev.emit(evConfigInvalid, nil, "%v", err)
+		var ce configError
+		if errors.As(err, &ce) {
+			return exitConfig
+		}
+		return exitInternal
+	}
+	// A dry run changes nothing, not even the journal: its events go to stderr only.
+	ev := newEvents(cfg.User, stderr, !cfg.DryRun)
+
+	p, err := prepare(ctx, cfg, ev)
+	if p.client != nil {
+		defer p.client.Close()
+	}
+	if cfg.DryRun {
+		p.print(stdout, cfg.JSON)
+		if p.Failure != nil {
+			return p.Failure.ExitCode
+		}
+		return exitOK
+	}
+	if err != nil {
+		var re *runError
+		errors.As(err, &re)
+		if re.class == "exec" {
+			ev.emit(evExecFailed, fields{"T3_EXIT_CODE": fmt.Sprint(re.code)}, "%v", err)
+		}
+		return re.code
+	}
+	return serve(ctx, cfg, p, ev)
+}
+
+// serve carries out the plan and watches the child until it ends.
+func serve(ctx context.Context, cfg *config, p *plan, ev *events) int {
+	ev.emit(evStarting, fields{"T3_ARGV": fmt.Sprint(p.Argv)}, "starting %s for %s", p.Argv[0], cfg.User)
+	if err := applyEnvFile(cfg, p, ev); err != nil {
+		// The token is resolved and the child gets it in its environment; only the user's other
+		// sessions miss the file. Not a reason to keep the server down.
+		ev.emit(evEnvFileFailed, fields{"T3_ENV_FILE": cfg.EnvFile}, "%v", err)
+	}
+
+	sigs := supervise.Notify()
+	defer sigs.Close()
+	subreaper := cfg.NoCgroup
+	if subreaper {
+		if err := supervise.SetSubreaper(); err != nil {
+			ev.emit(evInternal, nil, "%v", err)
+			return exitInternal
+		}
+	}
+
+	childCfg := supervise.Config{Path: p.Argv[0], Args: p.Argv[1:], Env: p.env, Stdout: os.Stdout, Stderr: os.Stderr}
+	tree := p.Cgroup.tree
+	if tree != nil {
+		serverDir, err := setupCgroup(cfg, p, ev)
+		if err != nil {
+			return exitCgroup
+		}
+		defer teardownCgroup(cfg, tree, ev)
+		defer serverDir.Close()
+		childCfg.Cgroup, childCfg.Tree = serverDir, tree
+	}
+
+	child, err := supervise.Start(childCfg)
+	if err != nil {
+		code := exitNotFound
+		var se *supervise.StartError
+		if errors.As(err, &se) {
+			code = se.Code
+		}
+		ev.emit(evExecFailed, fields{"T3_EXIT_CODE": fmt.Sprint(code)}, "%v", err)
+		return code
+	}
+	pid := fmt.Sprint(child.Pid())
+	ev.emit(evChildStarted, fields{"T3_PID": pid, "T3_TOKEN_SOURCE": p.decision.From}, "%s started as pid %s", p.Argv[0], pid)
+
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	var memEvents <-chan cgroup.Event
+	if tree != nil {
+		wc := cfg.Watch
+		wc.ServerPID = child.Pid()
+		if memEvents, err = tree.Watch(watchCtx, wc); err != nil {
+			ev.emit(evCgroupWarning, nil, "watching memory events: %v", err)
+		}
+	}
+
+	hs := newHealthState(cfg, p, child.Pid(), tree)
+	probeResults := hs.startProber(watchCtx, cfg)
+
+	renewals := make(chan creds.Renewal, 4)
+	keepCtx, stopKeepAlive := context.WithCancel(ctx)
+	defer stopKeepAlive()
+	if p.client != nil {
+		go func() {
+			_ = p.client.KeepAlive(keepCtx, func(r creds.Renewal) {
+				select {
+				case renewals <- r:
+				case <-keepCtx.Done():
+				}
+			})
+		}()
+	}
+
+	for {
+		select {
+		case <-child.Done():
+			exit := child.Exit()
+			ev.emit(evChildExited, exitFields(pid, exit), "%s (pid %s) %v", p.Argv[0], pid, exit)
+			if err := child.Cleanup(); err != nil {
+				ev.emit(evInternal, nil, "cleaning up after the child: %v", err)
+			}
+			return exit.Status()
+		case sig := <-sigs.Stop:
+			ev.emit(evStopping, fields{"T3_SIGNAL": sigName(sig), "T3_PID": pid},
+				"%s received: SIGTERM to pid %s, SIGKILL to everything left after %v", sigName(sig), pid, cfg.StopTimeout)
+			r := child.Stop(cfg.StopTimeout)
+			if r.Escalated {
+				ev.emit(evStopEscalated, fields{"T3_PID": pid}, "pid %s did not exit within %v; killed everything", pid, cfg.StopTimeout)
+			}
+			if r.KillErr != nil {
+				ev.emit(evInternal, nil, "killing the workload: %v", r.KillErr)
+			}
+			ev.emit(evStopped, exitFields(pid, r.Exit), "stopped in %v: %v", r.Took.Round(1e6), r.Exit)
+			return stopStatus(r.Exit)
+		case sig := <-sigs.Reload:
+			ev.emit(evSignal, fields{"T3_SIGNAL": sigName(sig), "T3_PID": pid}, "%s forwarded to pid %s", sigName(sig), pid)
+			if err := child.Signal(sig); err != nil {
+				ev.emit(evInternal, nil, "forwarding %s: %v", sigName(sig), err)
+			}
+		case <-sigs.Child:
+			if subreaper {
+				supervise.ReapOrphans(child.Pid())
+			}
+		case e, ok := <-memEvents:
+			if !ok {
+				memEvents = nil
+				continue
+			}
+			emitCgroupEvent(ev, e)
+			hs.noteEvent(e)
+		case err := <-probeResults:
+			if hs.record(ev, err) {
+				r := child.Stop(cfg.StopTimeout)
+				ev.emit(evStopped, exitFields(pid, r.Exit), "stopped the unresponsive server in %v: %v", r.Took.Round(1e6), r.Exit)
+				return exitUnresponsive
+			}
+		case r := <-renewals:
+			if r.Err != nil {
+				ev.emit(evVaultRenewFailed, nil, "renewing the Vault token: %v", r.Err)
+			} else {
+				ev.emit(evVaultRenewed, fields{"T3_VAULT_TTL": r.TTL.String()}, "Vault token renewed, ttl %v", r.TTL)
+			}
+		}
+	}
+}
+
+// setupCgroup applies the cgroup plan and the shims, and opens server/ for the child.
+func setupCgroup(cfg *config, p *plan, ev *events) (*os.File, error) {
+	tree := p.Cgroup.tree
+	warnings, err := tree.Apply(p.Cgroup.Steps, os.Getpid())
+	for _, w := range warnings {
+		ev.emit(evCgroupWarning, fields{"T3_CGROUP": tree.Dir(".")}, "%v", w)
+	}
+	if err != nil {
+		ev.emit(evCgroupFailed, fields{"T3_CGROUP": tree.Dir("."), "T3_EXIT_CODE": fmt.Sprint(exitCgroup)}, "setting up the cgroup subtree: %v", err)
+		return nil, err
+	}
+	if err := makeShims(cfg.ShimDir, cfg.AgentNames); err != nil {
+		// Agents still get placed by the watch of server/; only the early placement is lost.
+		ev.emit(evCgroupWarning, fields{"T3_SHIM_DIR": cfg.ShimDir}, "agent shims: %v", err)
+	}
+	dir, err := tree.OpenServer()
+	if err != nil {
+		ev.emit(evCgroupFailed, fields{"T3_CGROUP": tree.Dir(".")}, "%v", err)
+		return nil, err
+	}
+	ev.emit(evCgroupReady, fields{"T3_CGROUP": tree.Dir("."), "T3_MEMORY_MAX": cfg.Limits.MemoryMax.String(),
+		"T3_MEMORY_HIGH": cfg.Limits.MemoryHigh.String()},
+		"cgroup subtree ready: workload memory.max %s, agents memory.high %s, swap 0", cfg.Limits.MemoryMax, cfg.Limits.MemoryHigh)
+	return dir, nil
+}
+
+// teardownCgroup kills whatever is left in the workload and removes the cgroups we made.
+func teardownCgroup(cfg *config, tree *cgroup.Tree, ev *events) {
+	removeShims(cfg.ShimDir, cfg.AgentNames)
+	if err := tree.KillAll(); err != nil {
+		ev.emit(evInternal, nil, "killing the workload: %v", err)
+	}
+	if err := tree.Teardown(); err != nil {
+		ev.emit(evCgroupWarning, nil, "removing the subtree: %v", err)
+	}
+}
+
+// emitCgroupEvent turns one event of the watch into one journald entry.
+func emitCgroupEvent(ev *events, e cgroup.Event) {
+	switch e := e.(type) {
+	case cgroup.AgentPlaced:
+		ev.emit(evAgentPlaced, fields{"T3_PID": fmt.Sprint(e.PID), "T3_CGROUP": e.Leaf, "T3_VIA": e.Via, "T3_COMM": e.Comm},
+			"agent %s (pid %d) placed in agents/%s by the %s", e.Comm, e.PID, e.Leaf, e.Via)
+	case cgroup.LeafRemoved:
+		ev.emit(evAgentLeafRemoved, fields{"T3_CGROUP": e.Leaf}, "agent leaf agents/%s emptied and removed", e.Leaf)
+	case cgroup.OOMKill:
+		f := fields{"T3_KILLER": "kernel", "T3_OOM_KILL_COUNT": fmt.Sprint(e.Count)}
+		if !e.Known {
+			ev.emit(evOOMKill, f, "the kernel OOM-killed a process in the workload (not identified)")
+			return
+		}
+		victimFields(f, e.Victim)
+		ev.emit(evOOMKill, f, "the kernel OOM-killed %s (pid %d, %s resident) in %s; the server keeps running",
+			e.Victim.Comm, e.Victim.PID, mib(e.Victim.RSS), e.Victim.Leaf)
+	case cgroup.PressureKill:
+		f := fields{"T3_KILLER": "t3-supervise", "T3_SIGNAL": e.Signal, "T3_STALL": fmt.Sprintf("%.2f", e.Stall)}
+		victimFields(f, e.Victim)
+		ev.emit(evPressureKill, f, "killed %s (pid %d, %s resident, agents/%s) with %s: agents over memory.high and stalled %.0f%% for %v",
+			e.Victim.Comm, e.Victim.PID, mib(e.Victim.RSS), e.Victim.Leaf, e.Signal, 100*e.Stall, e.Window)
+	case cgroup.Warning:
+		ev.emit(evCgroupWarning, nil, "%v", e.Err)
+	}
+}
+
+func victimFields(f fields, v cgroup.Victim) {
+	f["T3_PID"] = fmt.Sprint(v.PID)
+	f["T3_VICTIM_PID"] = fmt.Sprint(v.PID)
+	f["T3_VICTIM_COMM"] = v.Comm
+	f["T3_VICTIM_CMDLINE"] = v.Cmdline
+	f["T3_VICTIM_RSS"] = fmt.Sprint(v.RSS)
+	f["T3_CGROUP"] = v.Leaf
+}
+
+func mib(b uint64) string { return fmt.Sprintf("%d MiB", b>>20) }
+
+// stopStatus is the exit code after a requested stop. systemd asked for it (systemctl stop sends
+// SIGTERM to the main process), so the child ending from our SIGTERM or SIGKILL is a clean
+// stop: exit 0, or the unit would be marked failed on every stop. A child that chose its own
+// non-zero code keeps it.
+func stopStatus(e supervise.Exit) int {
+	if e.Signal == syscall.SIGTERM || e.Signal == syscall.SIGKILL {
+		return exitOK
+	}
+	return e.Status()
+}
+
+func exitFields(pid string, e supervise.Exit) fields {
+	f := fields{"T3_PID": pid, "T3_EXIT_STATUS": fmt.Sprint(e.Status())}
+	if e.Signal != 0 {
+		f["T3_SIGNAL"] = sigName(e.Signal)
+	} else {
+		f["T3_EXIT_CODE"] = fmt.Sprint(e.Code)
+	}
+	return f
+}
+
+func sigName(s os.Signal) string {
+	if n, ok := s.(syscall.Signal); ok {
+		switch n {
+		case syscall.SIGTERM:
+			return "SIGTERM"
+		case syscall.SIGINT:
+			return "SIGINT"
+		case syscall.SIGHUP:
+			return "SIGHUP"
+		case syscall.SIGKILL:
+			return "SIGKILL"
+		}
+		return fmt.Sprintf("signal %d", int(n))
+	}
+	return s.String()
+}
+
+// applyEnvFile carries out the env file action of the plan.
+func applyEnvFile(cfg *config, p *plan, ev *events) error {
+	f := fields{"T3_ENV_FILE": cfg.EnvFile}
+	switch p.decision.EnvFile {
+	case creds.ActionWrite:
+		changed, err := creds.WriteEnvFile(cfg.EnvFile, p.decision.Inject)
+		if err != nil {
+			return err
+		}
+		if changed {
+			f["T3_TOKEN_FINGERPRINT"] = p.decision.Inject.Fingerprint()
+			ev.emit(evEnvFileWritten, f, "token materialized at %s", cfg.EnvFile)
+		}
+	case creds.ActionRemove:
+		removed, err := creds.RemoveEnvFile(cfg.EnvFile)
+		if err != nil {
+			return err
+		}
+		if removed {
+			ev.emit(evEnvFileRemoved, f, "removed %s: the user has no token in Vault", cfg.EnvFile)
+		}
+	}
+	return nil
+}
