@@ -249,7 +249,11 @@ func classify(what string, err error) error {
 		case re.StatusCode == http.StatusServiceUnavailable:
 			return fmt.Errorf("%w: %s: Vault is sealed or in standby (HTTP 503)", ErrUnavailable, what)
 		}
-		return fmt.Errorf("%w: %s: HTTP %d %s", ErrUnavailable, what, re.StatusCode, strings.Join(re.Errors, "; "))
+		detail := strings.Join(re.Errors, "; ")
+		if detail == "" {
+			detail = http.StatusText(re.StatusCode)
+		}
+		return fmt.Errorf("%w: %s: HTTP %d %s", ErrUnavailable, what, re.StatusCode, detail)
 	}
 	var se *json.SyntaxError
 	switch {

@@ -145,7 +145,9 @@ func (o Outcome) String() string {
 }
 
 // OptOut reports whether the outcome is Vault's confirmed answer that the user has no token.
-func (o Outcome) OptOut() bool { return o == NoSecret || o == NoField || o == Deleted || o == Destroyed }
+func (o Outcome) OptOut() bool {
+	return o == NoSecret || o == NoField || o == Deleted || o == Destroyed
+}
 
 // Result is one resolution.
 type Result struct {

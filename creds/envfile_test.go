@@ -1,0 +1,157 @@
+package creds
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var errNotExist = fs.ErrNotExist
+
+func TestEnvFileRoundTrip(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), ".config", "claude-auth-sync")
+	path := filepath.Join(dir, "claude-oauth.env")
+	if _, err := ReadEnvFile(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("missing file: %v", err)
+	}
+	changed, err := WriteEnvFile(path, NewSecret(testToken))
+	if err != nil || !changed {
+		t.Fatalf("write: %v %v", changed, err)
+	}
+	st, _ := os.Stat(path)
+	dst, _ := os.Stat(dir)
+	if st.Mode().Perm() != 0o600 || dst.Mode().Perm() != 0o700 {
+		t.Errorf("modes file %04o dir %04o", st.Mode().Perm(), dst.Mode().Perm())
+	}
+	b, _ := os.ReadFile(path)
+	if string(b) != EnvVar+"="+testToken+"\n" {
+		t.Errorf("content %q", b)
+	}
+	got, err := ReadEnvFile(path)
+	if err != nil || !got.Equal(NewSecret(testToken)) {
+		t.Fatalf("read back: %v", err)
+	}
+	// Unchanged content: no write at all (mtime and inode stay).
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(path, old, old)
+	ino := inode(t, path)
+	changed, err = WriteEnvFile(path, NewSecret(testToken))
+	if err != nil || changed {
+		t.Fatalf("rewrite of the same token: %v %v", changed, err)
+	}
+	if st, _ := os.Stat(path); !st.ModTime().Equal(old) || inode(t, path) != ino {
+		t.Error("an unchanged token was rewritten")
+	}
+	// A new token replaces the file atomically (a new inode: rename, not truncate).
+	if changed, err = WriteEnvFile(path, NewSecret(testToken+"X")); err != nil || !changed {
+		t.Fatalf("rotate: %v %v", changed, err)
+	}
+	if inode(t, path) == ino {
+		t.Error("rotation rewrote the file in place")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("temporary files left: %v", entries)
+	}
+	removed, err := RemoveEnvFile(path)
+	if err != nil || !removed {
+		t.Fatalf("remove: %v %v", removed, err)
+	}
+	if removed, err = RemoveEnvFile(path); err != nil || removed {
+		t.Errorf("second remove: %v %v", removed, err)
+	}
+}
+
+func inode(t *testing.T, path string) uint64 {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Sys().(*syscall.Stat_t).Ino
+}
+
+func TestEnvFileTightensTheDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cas")
+	os.Mkdir(dir, 0o755)
+	if _, err := WriteEnvFile(filepath.Join(dir, "claude-oauth.env"), NewSecret(testToken)); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(dir); st.Mode().Perm() != 0o700 {
+		t.Errorf("dir mode %04o", st.Mode().Perm())
+	}
+}
+
+func TestEnvFileRefusesSymlinks(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "cas")
+	os.Mkdir(dir, 0o700)
+	target := filepath.Join(base, "elsewhere")
+	os.WriteFile(target, []byte("precious\n"), 0o600)
+	path := filepath.Join(dir, "claude-oauth.env")
+	os.Symlink(target, path)
+	if _, err := WriteEnvFile(path, NewSecret(testToken)); err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Errorf("wrote through a symlink: %v", err)
+	}
+	if _, err := ReadEnvFile(path); err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Errorf("read through a symlink: %v", err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "precious\n" {
+		t.Errorf("the target changed: %q", b)
+	}
+	// A symlinked directory is refused too.
+	linkDir := filepath.Join(base, "linkdir")
+	os.Symlink(dir, linkDir)
+	if _, err := WriteEnvFile(filepath.Join(linkDir, "x.env"), NewSecret(testToken)); err == nil {
+		t.Error("wrote into a symlinked directory")
+	}
+}
+
+func TestReadEnvFileRejects(t *testing.T) {
+	dir := t.TempDir()
+	for name, tc := range map[string]struct {
+		content string
+		mode    os.FileMode
+		want    string
+	}{
+		"world readable":  {EnvVar + "=" + testToken + "\n", 0o644, "mode 0644"},
+		"garbage":         {"hello\n", 0o600, "want " + EnvVar},
+		"other variable":  {"FOO=bar\n", 0o600, "want " + EnvVar},
+		"twice":           {EnvVar + "=" + testToken + "\n" + EnvVar + "=" + testToken + "\n", 0o600, "twice"},
+		"empty":           {"", 0o600, "no " + EnvVar},
+		"malformed token": {EnvVar + "=sk-ant-oat01-short\n", 0o600, "malformed"},
+		"shell injection": {EnvVar + "=" + testToken + "$(id)\n", 0o600, "malformed"},
+		"too big":         {strings.Repeat("#", 5000), 0o600, "larger"},
+	} {
+		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "_"))
+		os.WriteFile(p, []byte(tc.content), tc.mode)
+		os.Chmod(p, tc.mode)
+		_, err := ReadEnvFile(p)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), p) {
+			t.Errorf("%s: %v (want %q and the path)", name, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), testToken) {
+			t.Errorf("%s: the error contains the token", name)
+		}
+	}
+	// Comments and blank lines are fine.
+	p := filepath.Join(dir, "commented")
+	os.WriteFile(p, []byte("# materialized by t3-supervise\n\n"+EnvVar+"="+testToken+"\n"), 0o600)
+	if _, err := ReadEnvFile(p); err != nil {
+		t.Errorf("commented file: %v", err)
+	}
+}
+
+func TestWriteEnvFileRefusesAMalformedToken(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x.env")
+	if _, err := WriteEnvFile(p, NewSecret(testToken+"\nEVIL=1")); !errors.Is(err, ErrMalformed) {
+		t.Errorf("err %v", err)
+	}
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Error("a file was written")
+	}
+}
