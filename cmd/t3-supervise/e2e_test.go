@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -101,11 +102,12 @@ func fakeT3(mode string) int {
 
 // world is one test's private machine: a HOME, a PATH with the fake t3, an output file.
 type world struct {
-	t    *testing.T
-	home string
-	bin  string
-	out  string
-	env  []string
+	t     *testing.T
+	home  string
+	bin   string
+	out   string
+	env   []string
+	procs []*proc // every supervisor started, for the secret scan
 }
 
 func newWorld(t *testing.T) *world {
@@ -148,21 +150,42 @@ func (w *world) setenv(kv ...string) {
 // proc is a running supervisor.
 type proc struct {
 	cmd            *exec.Cmd
-	stdout, stderr *bytes.Buffer
+	stdout, stderr *syncBuffer
 	done           chan struct{}
 }
+
+// syncBuffer is a bytes.Buffer that the test may read while exec's copying goroutine writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) Bytes() []byte { return []byte(s.String()) }
 
 func (w *world) start(args ...string) *proc {
 	w.t.Helper()
 	cmd := exec.Command(supervisorBin, args...)
 	cmd.Env = w.env
 	cmd.Dir = w.home
-	p := &proc{cmd: cmd, stdout: new(bytes.Buffer), stderr: new(bytes.Buffer), done: make(chan struct{})}
+	p := &proc{cmd: cmd, stdout: new(syncBuffer), stderr: new(syncBuffer), done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
 	}
 	go func() { cmd.Wait(); close(p.done) }()
+	w.procs = append(w.procs, p)
 	w.t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-p.done
