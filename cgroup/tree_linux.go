@@ -338,3 +338,15 @@ func rmdir(p string) error {
 	}
 	return &Error{Path: p, Err: err}
 }
+
+// Usage is a quick look at the workload for the unit's STATUS= line.
+type Usage struct {
+	Current uint64 // workload memory.current, bytes
+	Agents  int    // agent leaves
+}
+
+// Usage reads the workload's memory and counts the agent leaves.
+func (t *Tree) Usage() Usage {
+	cur, _ := t.readUint(WorkloadDir, "memory.current")
+	return Usage{Current: cur, Agents: len(t.agentLeaves())}
+}

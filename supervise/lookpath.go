@@ -50,3 +50,27 @@ func executable(path string) error {
 	}
 	return nil
 }
+
+// LookPathSkipping is LookPath that passes over candidates that are the file skip (compared
+// with os.SameFile): the agent shim finds the real `claude` behind itself on the same PATH.
+func LookPathSkipping(file string, env []string, skip string) (string, error) {
+	skipInfo, err := os.Stat(skip)
+	if err != nil {
+		return "", err
+	}
+	pathVar, _ := Lookup(env, "PATH")
+	for _, dir := range filepath.SplitList(pathVar) {
+		if dir == "" || !filepath.IsAbs(dir) {
+			continue
+		}
+		p := filepath.Join(dir, file)
+		if executable(p) != nil {
+			continue
+		}
+		if st, err := os.Stat(p); err == nil && os.SameFile(st, skipInfo) {
+			continue
+		}
+		return p, nil
+	}
+	return "", fmt.Errorf("%q not found on PATH %q after the shim: %w", file, pathVar, fs.ErrNotExist)
+}

@@ -1,0 +1,100 @@
+package supervise
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) Now() time.Time          { return c.t }
+func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
+
+func TestHealthVerdicts(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	h := &Health{Window: 60 * time.Second, Clock: clk}
+	down := errors.New("connection refused")
+	// Slow start: failures before the first answer never kill, they only wait.
+	for i := 0; i < 100; i++ {
+		if v := h.Record(down); v != Waiting {
+			t.Fatalf("probe %d before ready: %v", i, v)
+		}
+		clk.advance(10 * time.Second)
+	}
+	if v := h.Record(nil); v != Ready {
+		t.Fatalf("first answer: %v", v)
+	}
+	clk.advance(10 * time.Second)
+	if v := h.Record(nil); v != Alive {
+		t.Fatalf("second answer: %v", v)
+	}
+	good := clk.t
+	for i := 1; i <= 5; i++ {
+		clk.advance(10 * time.Second)
+		if v := h.Record(down); v != Failing {
+			t.Fatalf("%v after the last good probe: %v", clk.t.Sub(good), v)
+		}
+	}
+	clk.advance(10 * time.Second) // 60 s without an answer
+	if v := h.Record(down); v != Dead {
+		t.Fatalf("%v without an answer: %v", clk.t.Sub(good), v)
+	}
+	if n, err := h.Failures(); n != 6 || err != down {
+		t.Errorf("failures %d %v", n, err)
+	}
+	if !h.LastGood().Equal(good) {
+		t.Errorf("last good %v, want %v", h.LastGood(), good)
+	}
+	// An answer inside the window resets it.
+	h2 := &Health{Window: 30 * time.Second, Clock: clk}
+	h2.Record(nil)
+	for i := 0; i < 10; i++ {
+		clk.advance(20 * time.Second)
+		h2.Record(down)
+		clk.advance(time.Second)
+		if v := h2.Record(nil); v != Alive {
+			t.Fatalf("flapping server judged %v", v)
+		}
+	}
+}
+
+func TestProbe(t *testing.T) {
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" || r.Method != http.MethodGet {
+			t.Errorf("probe sent %s %s", r.Method, r.URL.Path)
+		}
+		w.WriteHeader(http.StatusServiceUnavailable) // an answer all the same
+	}))
+	defer ok.Close()
+	if err := NewProbe(ok.URL+"/", time.Second).Check(context.Background()); err != nil {
+		t.Errorf("answering server: %v", err)
+	}
+
+	// Port open, never answers: the livelock.
+	hang := make(chan struct{})
+	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-hang }))
+	defer stuck.Close()
+	defer close(hang)
+	start := time.Now()
+	err := NewProbe(stuck.URL+"/", 200*time.Millisecond).Check(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "no answer within") {
+		t.Errorf("stuck server: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("probe of a stuck server took %v", d)
+	}
+
+	// Nobody listening: the dropped listener.
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	if err := NewProbe("http://"+addr+"/", time.Second).Check(context.Background()); err == nil {
+		t.Error("closed port answered")
+	}
+}
