@@ -8,7 +8,7 @@ export T3S_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/t3-supervise
 
 # Debian packages per purpose; test/deps installs the missing ones.
 PKGS_HOST := ca-certificates curl systemd procps
-PKGS_VM := qemu-system-x86 qemu-utils mmdebstrap busybox-static cpio e2fsprogs
+PKGS_VM := qemu-system-x86 qemu-utils mmdebstrap busybox-static cpio e2fsprogs kmod xz-utils file
 
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath
 
