@@ -67,7 +67,14 @@ type WatchConfig struct {
 	PressureWindow time.Duration
 	PressureStall  float64
 	KillGrace      time.Duration // SIGTERM to SIGKILL for a pressure kill (default 5s)
+	// ShimExe is the supervisor's own executable. A process in server/ running it is a shim
+	// about to place itself; the watch leaves it alone for a moment so the shim does its job
+	// (and the event says so), and takes over if it is still there after shimGrace.
+	ShimExe string
 }
+
+// shimGrace is how long the watch lets a shim place itself.
+const shimGrace = 2 * time.Second
 
 func (c *WatchConfig) defaults() {
 	if c.PlaceInterval <= 0 {
@@ -114,6 +121,17 @@ type watcher struct {
 	quiet  int              // sample ticks since the last process refresh while not hot
 	hist   []sample
 	kills  map[int]*pendingKill
+	seen   map[int]time.Time // when each process in server/ was first seen there
+	shim   os.FileInfo       // the supervisor's executable, to recognise shims
+}
+
+// isShim reports whether pid runs the supervisor's own executable (a shim not yet exec'd).
+func (w *watcher) isShim(pid int) bool {
+	if w.shim == nil {
+		return false
+	}
+	st, err := os.Stat("/proc/" + strconv.Itoa(pid) + "/exe")
+	return err == nil && os.SameFile(st, w.shim)
 }
 
 // Watch places agents, watches memory events and pressure, and kills on sustained pressure,
@@ -126,6 +144,9 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 	}
 	if ev, err := t.memoryEvents(WorkloadDir); err == nil {
 		w.oom = ev.OOMKill
+	}
+	if cfg.ShimExe != "" {
+		w.shim, _ = os.Stat(cfg.ShimExe)
 	}
 	notify, closeNotify, err := t.notifyMemoryEvents(ctx)
 	if err != nil {
@@ -265,8 +286,18 @@ func (w *watcher) place(ctx context.Context) {
 		w.warn(ctx, err)
 		return
 	}
+	now := time.Now()
+	seen := make(map[int]time.Time, len(pids))
 	for _, pid := range pids {
 		if pid == w.cfg.ServerPID {
+			continue
+		}
+		first, ok := w.seen[pid]
+		if !ok {
+			first = now
+		}
+		seen[pid] = first
+		if now.Sub(first) < shimGrace && w.isShim(pid) {
 			continue
 		}
 		root := w.rootBelowServer(pid)
@@ -293,6 +324,7 @@ func (w *watcher) place(ctx context.Context) {
 			w.emit(ctx, AgentPlaced{Leaf: leaf, PID: pid, Comm: v.Comm, Via: "watch"})
 		}
 	}
+	w.seen = seen
 	// Leaves the shim made for itself: apply the per-leaf limits and report them once.
 	for _, leaf := range w.t.agentLeaves() {
 		if w.leaves[leaf] {
@@ -474,14 +506,18 @@ func (w *watcher) nearLimits(s sample) bool {
 	return near(s.agentCur, l.MemoryHigh) || near(s.current, l.MemoryMax)
 }
 
-// pressureCheck kills the largest agent process when, for the whole window, agents/ kept
-// hitting memory.high (its "high" counter rose in every interval) and was stalled on memory for
-// at least PressureStall of the wall time. Without swap, memory.high below memory.max can
-// throttle a runaway for minutes with no OOM kill at all (the 2026-07-02 livelock); this ends it
-// before the server, sharing the machine, stalls long enough to trip the client's 20 s watchdog.
+// pressureCheck kills the largest agent process when, for the whole window, agents/ stayed
+// over memory.high, its "high" counter moved, and it was stalled on memory (PSI "some") for at
+// least PressureStall of the wall time. Without swap, memory.high below memory.max can throttle
+// a runaway for minutes with no OOM kill at all (the 2026-07-02 livelock, and seen in the VM
+// tier: the throttled balloon crawls a few MiB per second at 100% stall); this ends it before
+// the machine suffers. The high counter moves in bursts (a throttled task sleeps up to 2 s per
+// allocation, mm/memcontrol.c MEMCG_MAX_OVERAGE), so it is asked to move over the window, not
+// in every interval; memory.current over memory.high is what must hold throughout.
 func (w *watcher) pressureCheck(ctx context.Context) {
 	win := w.cfg.PressureWindow
-	if win <= 0 || len(w.hist) < 2 {
+	high := w.cfg.Limits.MemoryHigh
+	if win <= 0 || !high.IsSet() || high.IsMax() || len(w.hist) < 2 {
 		w.trimHistory()
 		return
 	}
@@ -498,10 +534,13 @@ func (w *watcher) pressureCheck(ctx context.Context) {
 		return // not yet a whole window of samples
 	}
 	w.hist = w.hist[first:]
-	for i := 1; i < len(w.hist); i++ {
-		if w.hist[i].high <= w.hist[i-1].high {
-			return // a calm interval: not sustained
+	for _, s := range w.hist {
+		if s.agentCur < uint64(high.N()) {
+			return // dipped under memory.high: not sustained
 		}
+	}
+	if last.high <= w.hist[0].high {
+		return
 	}
 	elapsed := last.at.Sub(w.hist[0].at)
 	stall := float64(last.stallUS-w.hist[0].stallUS) / float64(elapsed.Microseconds())

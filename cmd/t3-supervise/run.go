@@ -53,8 +53,15 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr *o
 	if err != nil {
 		var re *runError
 		errors.As(err, &re)
-		if re.class == "exec" {
-			ev.emit(evExecFailed, fields{"T3_EXIT_CODE": fmt.Sprint(re.code)}, "%v", err)
+		// Credential failures were reported where they were decided; the others are reported here.
+		f := fields{"T3_EXIT_CODE": fmt.Sprint(re.code)}
+		switch re.class {
+		case "exec":
+			ev.emit(evExecFailed, f, "%v", err)
+		case "cgroup":
+			ev.emit(evCgroupFailed, f, "%v", err)
+		case "internal":
+			ev.emit(evInternal, f, "%v", err)
 		}
 		return re.code
 	}
@@ -111,6 +118,7 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events) int {
 	if tree != nil {
 		wc := cfg.Watch
 		wc.ServerPID = child.Pid()
+		wc.ShimExe, _ = os.Executable()
 		if memEvents, err = tree.Watch(watchCtx, wc); err != nil {
 			ev.emit(evCgroupWarning, nil, "watching memory events: %v", err)
 		}
