@@ -36,6 +36,8 @@ type config struct {
 	AgentNames  []string
 	ShimDir     string
 	Health      healthConfig
+	RuntimeDir  string // $RUNTIME_DIRECTORY: where the last kills are kept for `status`
+	Rotation    rotationConfig
 
 	environ []string // the supervisor's own environment, KEY=VALUE
 }
@@ -46,6 +48,13 @@ type healthConfig struct {
 	ProbeInterval  time.Duration // between probes once ready
 	ProbeTimeout   time.Duration // one probe
 	LivenessWindow time.Duration // without an answer after ready, else stop and exit 75; 0 = never
+}
+
+// rotationConfig says how a running supervisor follows changes of the token in Vault.
+type rotationConfig struct {
+	Interval time.Duration // between re-reads (with a per-user offset); 0 = never
+	Restart  string        // never, when-idle, always
+	Idle     time.Duration // when-idle: no agent running for this long
 }
 
 // Defaults of the limits follow the old unit (MemoryHigh=12G, MemoryMax=16G, MemorySwapMax=0),
@@ -119,6 +128,9 @@ func flagSet(c *config, rawEnvAllow *[]string, extraEnvAllow *[]string, tokenFil
 	fs.DurationVar(&c.Health.ProbeInterval, "probe-interval", 10*time.Second, "between liveness probes (GET / on 127.0.0.1:PORT); WATCHDOG=1 follows each answer")
 	fs.DurationVar(&c.Health.ProbeTimeout, "probe-timeout", 5*time.Second, "how long one probe waits for an answer")
 	fs.DurationVar(&c.Health.LivenessWindow, "liveness-window", time.Minute, "stop t3 and exit 75 after it answered no probe for this long (0: never)")
+	fs.DurationVar(&c.Rotation.Interval, "refresh-interval", time.Hour, "re-read the token from Vault this often (each user at its own offset); SIGHUP re-reads at once; 0: never")
+	fs.StringVar(&c.Rotation.Restart, "restart-on-rotation", "never", "when the token in Vault changes: never (t3 keeps the old one until it restarts), when-idle (once no agent has run for --rotation-idle), always; a restart is an exit 76 for systemd to restart the unit")
+	fs.DurationVar(&c.Rotation.Idle, "rotation-idle", 5*time.Minute, "for --restart-on-rotation=when-idle: how long no agent may have run")
 	fs.StringSliceVar(&c.AgentNames, "agent-names", []string{"claude", "codex"}, "programs t3 spawns as agents: a shim of each name, first on t3's PATH, puts every agent in its own cgroup")
 	fs.StringVar(&c.ShimDir, "shim-dir", "", "directory for the agent shims (default: $RUNTIME_DIRECTORY/shim, else $XDG_RUNTIME_DIR/t3-supervise/shim, else ~/.cache/t3-supervise/shim)")
 	fs.BoolVar(&c.DryRun, "dry-run", false, "resolve everything (Vault included), print what a real run would do, change nothing")
@@ -182,6 +194,14 @@ func parseConfig(args []string, environ []string, stderr io.Writer) (*config, er
 			return nil, usageError{fmt.Errorf("--agent-names: %q is not a program name", n)}
 		}
 	}
+	switch c.Rotation.Restart {
+	case "never", "when-idle", "always":
+	default:
+		return nil, usageError{fmt.Errorf("--restart-on-rotation %q: want never, when-idle or always", c.Rotation.Restart)}
+	}
+	if c.Rotation.Interval < 0 || c.Rotation.Idle < 0 {
+		return nil, usageError{fmt.Errorf("--refresh-interval and --rotation-idle must not be negative")}
+	}
 	c.Watch.Limits = c.Limits
 	if c.Creds.Timeout <= 0 {
 		return nil, usageError{fmt.Errorf("--vault-timeout %v: must be positive", c.Creds.Timeout)}
@@ -209,6 +229,9 @@ func parseConfig(args []string, environ []string, stderr io.Writer) (*config, er
 	}
 	if c.EnvFile == "" {
 		c.EnvFile = filepath.Join(c.Home, ".config", "claude-auth-sync", "claude-oauth.env")
+	}
+	if dir := c.getenv("RUNTIME_DIRECTORY"); dir != "" {
+		c.RuntimeDir = strings.SplitN(dir, ":", 2)[0]
 	}
 	if c.ShimDir == "" {
 		switch {

@@ -57,6 +57,10 @@ var (
 	evServerReady      = eventKind{"server_ready", "5a0f4f0666a14194af1c0095776305a5", journal.PriInfo}
 	evProbeFailed      = eventKind{"server_probe_failed", "67cd16ecdb7944b4a8d7f99335f87042", journal.PriWarning}
 	evUnresponsive     = eventKind{"server_unresponsive", "5f77fa22ab92479cb1e9109aa8850fab", journal.PriErr}
+	evCredRotated      = eventKind{"credential_rotated", "a7b4127aaef74743af654c6b4b45146f", journal.PriNotice}
+	evRefreshFailed    = eventKind{"credential_refresh_failed", "39ce5bd2b8c446ed8e9c57efc87e7261", journal.PriWarning}
+	evRefreshRecovered = eventKind{"credential_refresh_recovered", "61f41ab3f929417eb16e4d488bfad086", journal.PriInfo}
+	evRotationRestart  = eventKind{"rotation_restart", "82c3d65495b34a079f5a3365f2bfcc56", journal.PriNotice}
 )
 
 // eventKinds lists every kind, for the catalog test and the --help text.
@@ -66,7 +70,7 @@ var eventKinds = []eventKind{
 	evVaultRenewed, evVaultRenewFailed, evChildStarted, evExecFailed, evChildExited, evSignal,
 	evStopping, evStopEscalated, evStopped, evInternal, evCgroupReady, evCgroupFailed,
 	evCgroupWarning, evAgentPlaced, evAgentLeafRemoved, evOOMKill, evPressureKill, evServerReady,
-	evProbeFailed, evUnresponsive,
+	evProbeFailed, evUnresponsive, evCredRotated, evRefreshFailed, evRefreshRecovered, evRotationRestart,
 }
 
 // fields are an event's structured journald fields beyond the common ones. Names follow

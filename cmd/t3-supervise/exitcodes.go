@@ -13,6 +13,7 @@ const (
 	exitInternal        = 70 // EX_SOFTWARE: a bug; please report it
 	exitCgroup          = 71 // EX_OSERR: the cgroup subtree cannot be set up (not v2, not delegated, ...)
 	exitUnresponsive    = 75 // EX_TEMPFAIL: the server stopped answering and was stopped; restart it
+	exitRotated         = 76 // the token changed and --restart-on-rotation asked for a restart
 	exitCredDenied      = 77 // EX_NOPERM: Vault refused (permission denied, login failed, foreign token)
 	exitConfig          = 78 // EX_CONFIG: invalid configuration (T3_PORT empty, bad template, no Vault auth, ...)
 	exitNotExecutable   = supervise.ExitNotExecutable
@@ -29,6 +30,7 @@ const exitCodeHelp = `EXIT STATUS
   70       internal error
   71       cgroup: the cgroup v2 subtree cannot be set up (see the message: Delegate=yes, ...)
   75       the server stopped answering and was stopped (systemd should restart the unit)
+  76       the token in Vault changed and --restart-on-rotation stopped t3 for systemd to restart it
   77       credential: Vault denied access (permission, login, foreign token) and no earlier token
   78       configuration: invalid settings (empty T3_PORT, path template without {user}, no Vault auth)
   126      the t3 binary exists but cannot be executed

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -30,6 +33,8 @@ type healthState struct {
 	version   int
 	lastKill  string
 	failing   bool
+	kills     []killRecord // the last few, for `status`
+	killsPath string       // "" when there is no runtime directory
 }
 
 type realClock struct{}
@@ -47,7 +52,15 @@ func newHealthState(cfg *config, p *plan, pid int, tree *cgroup.Tree) *healthSta
 		limits:    cfg.Limits,
 		tokenFrom: p.decision.From,
 		version:   p.Credential.Version,
+		killsPath: killsPathOf(cfg.RuntimeDir),
 	}
+}
+
+func killsPathOf(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	return filepath.Join(dir, killsFile)
 }
 
 // notify sends state to systemd when it listens (Type=notify sets NOTIFY_SOCKET); elsewhere it
@@ -136,14 +149,53 @@ func (h *healthState) record(ev *events, err error) (giveUp bool) {
 	return false
 }
 
-// noteEvent remembers what STATUS= shows about kills.
+// noteEvent remembers the kills, for STATUS= and for `t3-supervise status`.
 func (h *healthState) noteEvent(e cgroup.Event) {
+	var k killRecord
 	switch e := e.(type) {
 	case cgroup.OOMKill:
-		h.lastKill = fmt.Sprintf("oom_kill %s (pid %d) at %s", e.Victim.Comm, e.Victim.PID, time.Now().Format("15:04:05"))
+		k = killRecord{Time: time.Now(), Killer: "kernel", Signal: "SIGKILL", Victim: e.Victim}
+		h.lastKill = fmt.Sprintf("oom_kill %s (pid %d) at %s", e.Victim.Comm, e.Victim.PID, k.Time.Format("15:04:05"))
 	case cgroup.PressureKill:
-		h.lastKill = fmt.Sprintf("pressure_kill %s (pid %d) at %s", e.Victim.Comm, e.Victim.PID, time.Now().Format("15:04:05"))
+		k = killRecord{Time: time.Now(), Killer: identifier, Signal: e.Signal, Victim: e.Victim}
+		h.lastKill = fmt.Sprintf("pressure_kill %s (pid %d) at %s", e.Victim.Comm, e.Victim.PID, k.Time.Format("15:04:05"))
+	default:
+		return
 	}
+	h.kills = append(h.kills, k)
+	if len(h.kills) > 10 {
+		h.kills = h.kills[len(h.kills)-10:]
+	}
+	if h.killsPath != "" {
+		_ = writeFileAtomic(h.killsPath, h.kills)
+	}
+	notify("STATUS=" + h.status())
+}
+
+// writeFileAtomic replaces path with v as JSON, through a temporary file and rename(2), so a
+// reader never sees half a file.
+func writeFileAtomic(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil { // root and fleet tooling read it
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 func (h *healthState) memory() string {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -16,6 +17,9 @@ import (
 
 // run is the whole program; main only supplies the process's arguments, environment and files.
 func run(ctx context.Context, args []string, environ []string, stdout, stderr *os.File) int {
+	if len(args) > 0 && args[0] == "status" {
+		return runStatus(args[1:], stdout, stderr)
+	}
 	cfg, err := parseConfig(args, environ, stderr)
 	if errors.Is(err, pflag.ErrHelp) {
 		printHelp(stdout)
@@ -127,6 +131,23 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events) int {
 	hs := newHealthState(cfg, p, child.Pid(), tree)
 	probeResults := hs.startProber(watchCtx, cfg)
 
+	rot := newRotation(cfg, p)
+	idleTick := time.NewTicker(5 * time.Second)
+	defer idleTick.Stop()
+	busy := func() bool {
+		if tree != nil {
+			return tree.Busy()
+		}
+		return len(supervise.Descendants(child.Pid())) > 0
+	}
+	restart := func() int {
+		ev.emit(evRotationRestart, fields{"T3_PID": pid, "T3_EXIT_CODE": fmt.Sprint(exitRotated)},
+			"stopping t3 (pid %s) so that systemd restarts it with the new token", pid)
+		r := child.Stop(cfg.StopTimeout)
+		ev.emit(evStopped, exitFields(pid, r.Exit), "stopped in %v: %v", r.Took.Round(1e6), r.Exit)
+		return exitRotated
+	}
+
 	renewals := make(chan creds.Renewal, 4)
 	keepCtx, stopKeepAlive := context.WithCancel(ctx)
 	defer stopKeepAlive()
@@ -163,9 +184,21 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events) int {
 			ev.emit(evStopped, exitFields(pid, r.Exit), "stopped in %v: %v", r.Took.Round(1e6), r.Exit)
 			return stopStatus(r.Exit)
 		case sig := <-sigs.Reload:
-			ev.emit(evSignal, fields{"T3_SIGNAL": sigName(sig), "T3_PID": pid}, "%s forwarded to pid %s", sigName(sig), pid)
+			ev.emit(evSignal, fields{"T3_SIGNAL": sigName(sig), "T3_PID": pid}, "%s forwarded to pid %s; re-reading the token", sigName(sig), pid)
 			if err := child.Signal(sig); err != nil {
 				ev.emit(evInternal, nil, "forwarding %s: %v", sigName(sig), err)
+			}
+			rot.start(keepCtx)
+		case <-rot.C():
+			rot.start(keepCtx)
+		case rr := <-rot.results:
+			rot.handle(ev, rr)
+			if rot.restartDue(time.Now(), busy()) {
+				return restart()
+			}
+		case now := <-idleTick.C:
+			if rot.pending && rot.restartDue(now, busy()) {
+				return restart()
 			}
 		case <-sigs.Child:
 			if subreaper {

@@ -338,3 +338,55 @@ func atoiOr0(s string) int {
 	}
 	return n
 }
+
+// A new KV version reaches the env file and the journal on SIGHUP; an outage during a re-read
+// changes nothing and is reported once.
+func TestRotationWithRealVault(t *testing.T) {
+	w := newVaultWorld(t)
+	p, _ := w.runServe("--refresh-interval", "0")
+	newTok := vaulttest.FakeToken()
+	w.v.Put("workstation/claude-users/"+w.user, map[string]any{"setup_token": newTok})
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		b, _ := os.ReadFile(w.envFile())
+		if string(b) == "CLAUDE_CODE_OAUTH_TOKEN="+newTok+"\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the env file did not follow the rotation\n%s", p.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if !strings.Contains(p.stderr.String(), "credential_rotated") || !strings.Contains(p.stderr.String(), "T3_KV_VERSION=2") {
+		t.Errorf("no rotation event:\n%s", p.stderr)
+	}
+	w.v.Stop()
+	for i := 0; i < 3; i++ {
+		p.cmd.Process.Signal(syscall.SIGHUP)
+		time.Sleep(1500 * time.Millisecond)
+	}
+	if n := strings.Count(p.stderr.String(), "credential_refresh_failed"); n != 1 {
+		t.Errorf("%d refresh failure events for one outage:\n%s", n, p.stderr)
+	}
+	if b, _ := os.ReadFile(w.envFile()); string(b) != "CLAUDE_CODE_OAUTH_TOKEN="+newTok+"\n" {
+		t.Error("the outage changed the env file")
+	}
+	if code := w.stop(p); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+	w.scanForToken(newTok)
+}
+
+func TestRotationRestartAlways(t *testing.T) {
+	w := newVaultWorld(t)
+	p, _ := w.runServe("--refresh-interval", "2s", "--restart-on-rotation", "always")
+	w.v.Put("workstation/claude-users/"+w.user, map[string]any{"setup_token": vaulttest.FakeToken()})
+	if code := p.wait(t, 30*time.Second); code != exitRotated {
+		t.Errorf("exit %d, want %d\n%s", code, exitRotated, p.stderr)
+	}
+	if !strings.Contains(p.stderr.String(), "rotation_restart") {
+		t.Errorf("no rotation_restart event:\n%s", p.stderr)
+	}
+}

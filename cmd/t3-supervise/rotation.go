@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"t3-supervise/creds"
+)
+
+// rotation follows the user's token in Vault while t3 runs: a re-read on a per-user schedule
+// (and at once on SIGHUP), the env file kept in step, and — only if the operator asked for it —
+// a restart so that t3 picks a new token up. Restarting t3 kills live agent sessions, hence
+// "never" by default; the restart itself is an exit for systemd to carry out (Restart=), so the
+// unit's NRestarts and timestamps stay truthful.
+type rotation struct {
+	cfg      *config
+	client   *creds.Client
+	sched    creds.Schedule
+	backoff  creds.Backoff
+	timer    *time.Timer
+	results  chan refreshResult
+	busy     bool // a re-read is under way
+	outage   bool // the last re-read failed (reported once per outage)
+	current  creds.Secret
+	version  int
+	pending  bool      // a change waits for the restart policy
+	idleFrom time.Time // when-idle: since when no agent has run
+}
+
+type refreshResult struct {
+	res creds.Result
+	err error
+}
+
+func newRotation(cfg *config, p *plan) *rotation {
+	r := &rotation{
+		cfg: cfg, client: p.client, sched: creds.NewSchedule(cfg.User, cfg.Rotation.Interval),
+		results: make(chan refreshResult, 1), current: p.decision.Inject, version: p.Credential.Version,
+	}
+	r.backoff = creds.Backoff{Base: 15 * time.Second, Cap: max(r.sched.Interval, 15*time.Second)}
+	r.timer = time.NewTimer(time.Hour)
+	r.timer.Stop()
+	if r.client != nil && r.sched.Enabled() {
+		r.timer.Reset(time.Until(r.sched.First(time.Now())))
+	}
+	return r
+}
+
+// C fires when a scheduled re-read is due.
+func (r *rotation) C() <-chan time.Time { return r.timer.C }
+
+// start re-reads the token in the background (one at a time); the result arrives on results.
+func (r *rotation) start(ctx context.Context) {
+	if r.client == nil || r.busy {
+		return
+	}
+	r.busy = true
+	go func() {
+		res, err := r.client.Resolve(ctx)
+		select {
+		case r.results <- refreshResult{res, err}:
+		case <-ctx.Done():
+		}
+	}()
+}
+
+// handle takes a re-read's result: keeps the env file in step, reports, schedules the next.
+func (r *rotation) handle(ev *events, rr refreshResult) {
+	r.busy = false
+	f := fields{"T3_VAULT_PATH": rr.res.Path}
+	if rr.err != nil {
+		// An outage changes nothing: t3 keeps its token, the env file stays. One event per
+		// outage, then quiet, re-reading with backoff.
+		wait := r.backoff.Next()
+		if !r.outage {
+			r.outage = true
+			ev.emit(evRefreshFailed, f, "re-reading the token failed, nothing changed, retrying with backoff (next in %v): %v", wait.Round(time.Second), rr.err)
+		}
+		r.timer.Reset(wait)
+		return
+	}
+	if r.outage {
+		r.outage = false
+		ev.emit(evRefreshRecovered, f, "Vault answers again after %d failed re-reads", r.backoff.Failures())
+	}
+	r.backoff.Reset()
+	if r.sched.Enabled() {
+		r.timer.Reset(r.sched.Interval)
+	}
+	switch {
+	case rr.res.Outcome == creds.Found && !rr.res.Token.Equal(r.current):
+		f["T3_KV_VERSION"] = fmt.Sprint(rr.res.Version)
+		f["T3_KV_VERSION_BEFORE"] = fmt.Sprint(r.version)
+		f["T3_TOKEN_FINGERPRINT"] = rr.res.Token.Fingerprint()
+		if _, err := creds.WriteEnvFile(r.cfg.EnvFile, rr.res.Token); err != nil {
+			ev.emit(evEnvFileFailed, fields{"T3_ENV_FILE": r.cfg.EnvFile}, "%v", err)
+		}
+		r.current, r.version = rr.res.Token, rr.res.Version
+		ev.emit(evCredRotated, f, "the token at %s changed (version %s -> %d); %s written; %s",
+			rr.res.Path, f["T3_KV_VERSION_BEFORE"], rr.res.Version, r.cfg.EnvFile, r.policyNote())
+		r.pending = r.cfg.Rotation.Restart != "never"
+	case rr.res.Outcome.OptOut() && !r.current.IsZero():
+		if removed, err := creds.RemoveEnvFile(r.cfg.EnvFile); err != nil {
+			ev.emit(evEnvFileFailed, fields{"T3_ENV_FILE": r.cfg.EnvFile}, "%v", err)
+		} else if removed {
+			ev.emit(evEnvFileRemoved, fields{"T3_ENV_FILE": r.cfg.EnvFile}, "removed %s: the user no longer has a token in Vault", r.cfg.EnvFile)
+		}
+		r.current, r.version = creds.Secret{}, rr.res.Version
+		ev.emit(evCredOptOut, f, "the token at %s is gone (%s); %s", rr.res.Path, rr.res.Outcome, r.policyNote())
+		r.pending = r.cfg.Rotation.Restart != "never"
+	}
+}
+
+func (r *rotation) policyNote() string {
+	switch r.cfg.Rotation.Restart {
+	case "always":
+		return "restarting t3 now (--restart-on-rotation=always)"
+	case "when-idle":
+		return fmt.Sprintf("t3 restarts once no agent has run for %v (--restart-on-rotation=when-idle)", r.cfg.Rotation.Idle)
+	}
+	return "t3 keeps the old token until it restarts (--restart-on-rotation=never)"
+}
+
+// restartDue says whether a pending change should restart t3 now. busy reports whether any
+// agent is running.
+func (r *rotation) restartDue(now time.Time, busy bool) bool {
+	if !r.pending {
+		return false
+	}
+	switch r.cfg.Rotation.Restart {
+	case "always":
+		return true
+	case "when-idle":
+		if busy {
+			r.idleFrom = time.Time{}
+			return false
+		}
+		if r.idleFrom.IsZero() {
+			r.idleFrom = now
+		}
+		return now.Sub(r.idleFrom) >= r.cfg.Rotation.Idle
+	}
+	return false
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"t3-supervise/creds"
+)
+
+const fakeToken1 = "sk-ant-oat01-ROTATIONtestAAAAAAAAAAAAAAAA"
+const fakeToken2 = "sk-ant-oat01-ROTATIONtestBBBBBBBBBBBBBBBB"
+
+func testRotation(t *testing.T, policy string) (*rotation, *events, *syncBuffer) {
+	t.Helper()
+	cfg := &config{User: "alice", EnvFile: filepath.Join(t.TempDir(), "cas", "claude-oauth.env"),
+		Rotation: rotationConfig{Interval: time.Hour, Restart: policy, Idle: time.Minute}}
+	p := &plan{decision: creds.Decision{Inject: creds.NewSecret(fakeToken1)}, Credential: credentialPlan{Version: 1}}
+	var buf syncBuffer
+	return newRotation(cfg, p), newEvents("alice", &buf, false), &buf
+}
+
+func TestRotationWritesTheEnvFileAndFollowsThePolicy(t *testing.T) {
+	r, ev, out := testRotation(t, "never")
+	r.handle(ev, refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken1), Version: 1}})
+	if strings.Contains(out.String(), "credential_rotated") || r.pending {
+		t.Fatalf("the same token counted as a rotation: %s", out)
+	}
+	r.handle(ev, refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken2), Version: 2, Path: "secret/x/alice"}})
+	if !strings.Contains(out.String(), "credential_rotated") || !strings.Contains(out.String(), "T3_KV_VERSION=2") {
+		t.Errorf("no rotation event:\n%s", out)
+	}
+	b, _ := os.ReadFile(r.cfg.EnvFile)
+	if string(b) != "CLAUDE_CODE_OAUTH_TOKEN="+fakeToken2+"\n" {
+		t.Errorf("env file not rewritten")
+	}
+	if r.pending || r.restartDue(time.Now(), false) {
+		t.Error("policy never restarts")
+	}
+	if strings.Contains(out.String(), fakeToken2) {
+		t.Error("the token was printed")
+	}
+}
+
+func TestRotationWhenIdle(t *testing.T) {
+	r, ev, _ := testRotation(t, "when-idle")
+	r.handle(ev, refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken2), Version: 2}})
+	t0 := time.Unix(1000, 0)
+	if r.restartDue(t0, true) || r.restartDue(t0.Add(10*time.Minute), true) {
+		t.Fatal("restart while agents run")
+	}
+	if r.restartDue(t0.Add(11*time.Minute), false) {
+		t.Fatal("restart the moment agents stopped")
+	}
+	if r.restartDue(t0.Add(11*time.Minute+59*time.Second), false) {
+		t.Fatal("restart before --rotation-idle passed")
+	}
+	if r.restartDue(t0.Add(12*time.Minute), true) { // an agent came back: the idle clock restarts
+		t.Fatal("restart while an agent runs again")
+	}
+	if r.restartDue(t0.Add(12*time.Minute+30*time.Second), false) || !r.restartDue(t0.Add(13*time.Minute+30*time.Second), false) {
+		t.Fatal("no restart after a whole idle minute")
+	}
+	a, ev2, _ := testRotation(t, "always")
+	a.handle(ev2, refreshResult{res: creds.Result{Outcome: creds.Deleted}})
+	if !a.restartDue(t0, true) {
+		t.Fatal("always: an opt-out while running restarts at once")
+	}
+	if _, err := os.Stat(a.cfg.EnvFile); !os.IsNotExist(err) {
+		t.Errorf("opt-out did not remove the env file: %v", err)
+	}
+}
+
+func TestRotationOutageReportsOnceAndChangesNothing(t *testing.T) {
+	r, ev, out := testRotation(t, "always")
+	if _, err := creds.WriteEnvFile(r.cfg.EnvFile, creds.NewSecret(fakeToken1)); err != nil {
+		t.Fatal(err)
+	}
+	fail := fmt.Errorf("%w: connection refused", creds.ErrUnavailable)
+	for i := 0; i < 6; i++ {
+		r.handle(ev, refreshResult{err: fail})
+	}
+	if n := strings.Count(out.String(), "credential_refresh_failed"); n != 1 {
+		t.Errorf("%d failure events for one outage:\n%s", n, out)
+	}
+	if r.pending || r.restartDue(time.Now(), false) {
+		t.Error("an outage asked for a restart")
+	}
+	if b, _ := os.ReadFile(r.cfg.EnvFile); string(b) != "CLAUDE_CODE_OAUTH_TOKEN="+fakeToken1+"\n" {
+		t.Error("an outage touched the env file")
+	}
+	if r.backoff.Failures() != 6 {
+		t.Errorf("backoff counted %d failures", r.backoff.Failures())
+	}
+	r.handle(ev, refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken1), Version: 1}})
+	if !strings.Contains(out.String(), "credential_refresh_recovered") || r.backoff.Failures() != 0 {
+		t.Errorf("no recovery:\n%s", out)
+	}
+}

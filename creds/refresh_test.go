@@ -1,0 +1,61 @@
+package creds
+
+import (
+	"testing"
+	"time"
+)
+
+func TestScheduleJitterIsPerUserAndStable(t *testing.T) {
+	const interval = time.Hour
+	offsets := map[time.Duration]bool{}
+	for _, u := range []string{"alice", "bob", "carol", "dave", "emo", "frank", "grace", "heidi"} {
+		s := NewSchedule(u, interval)
+		if s != NewSchedule(u, interval) {
+			t.Fatalf("%s: schedule not stable", u)
+		}
+		if s.Offset < 0 || s.Offset >= interval {
+			t.Errorf("%s: offset %v outside [0, %v)", u, s.Offset, interval)
+		}
+		offsets[s.Offset] = true
+		start := time.Unix(1_000_000, 0)
+		first := s.First(start)
+		if d := first.Sub(start); d < interval/10 || d >= interval+interval/10 {
+			t.Errorf("%s: first re-read after %v", u, d)
+		}
+		if s.Next(first).Sub(first) != interval {
+			t.Errorf("%s: not periodic", u)
+		}
+	}
+	if len(offsets) < 7 {
+		t.Errorf("8 users share %d offsets: no spread", len(offsets))
+	}
+	if NewSchedule("alice", 0).Enabled() {
+		t.Error("interval 0 re-reads")
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	b := &Backoff{Base: time.Second, Cap: time.Minute, rnd: func(n int64) int64 { return n - 1 }} // the top of each range
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second, time.Minute, time.Minute}
+	for i, w := range want {
+		if got := b.Next(); got != w {
+			t.Errorf("attempt %d: %v, want %v", i, got, w)
+		}
+	}
+	if b.Failures() != len(want) {
+		t.Errorf("failures %d", b.Failures())
+	}
+	b.Reset()
+	b.rnd = func(int64) int64 { return 0 } // the bottom: half
+	if got := b.Next(); got != 500*time.Millisecond {
+		t.Errorf("after reset: %v", got)
+	}
+	// Real jitter stays within [d/2, d].
+	r := &Backoff{Base: time.Second, Cap: time.Minute}
+	for i := 0; i < 1000; i++ {
+		r.Reset()
+		if d := r.Next(); d < 500*time.Millisecond || d > time.Second {
+			t.Fatalf("jittered wait %v outside [0.5s, 1s]", d)
+		}
+	}
+}
