@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"io"
+	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -17,27 +19,35 @@ import (
 	"github.com/hashicorp/vault/api/auth/approle"
 )
 
-// Client is an authenticated Vault client for one user's token.
+// Client is an authenticated Vault client for one user's token. Resolve and KeepAlive may run
+// at the same time; KeepAlive at most once.
 type Client struct {
-	mu    sync.Mutex // guards the token state below: KeepAlive runs beside Resolve
-	cfg   Config
-	vc    *vault.Client
-	path  string
-	auth  AuthSource
-	login *vault.Secret // the AppRole login, for re-login when the token runs out
-	ttl   time.Duration
-	renew bool
+	cfg  Config
+	path string // MOUNT/PATH of the user's secret
+	vc   *vault.Client
+	hc   *http.Client // vc's, for Close
+
+	// KeepAlive's pause after a failure grows from backoffMin to backoffMax (tests shorten it).
+	backoffMin, backoffMax time.Duration
+
+	mu  sync.Mutex // guards tok and vc's token: KeepAlive replaces them beside Resolve
+	tok tokenState
 }
 
-// New builds a Vault client from the environment (as the Vault CLI does) and authenticates,
-// trying the token file, VAULT_TOKEN and AppRole in that order.
+// tokenState is what lookup-self and renewals tell about the Vault token in use.
+type tokenState struct {
+	auth      AuthSource
+	token     Secret // the Vault token, redacted like a setup token if the Client is ever printed
+	renewable bool
+	ttl       time.Duration // 0: never expires (a root token)
+}
+
+// New builds a Vault client from the VAULT_* environment, as the Vault CLI does, and
+// authenticates: the token file, VAULT_TOKEN, AppRole, the first that is available (see the
+// package doc). It checks the token with lookup-self, so an expired or revoked token fails here
+// as ErrDenied, and applies Config.PolicyTemplate. The whole is bounded by Config.Timeout.
 func New(ctx context.Context, cfg Config) (*Client, error) {
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.Field == "" {
-		cfg.Field = DefaultField
-	}
+	cfg = cfg.withDefaults()
 	if cfg.Getenv == nil {
 		cfg.Getenv = os.Getenv
 	}
@@ -45,126 +55,299 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	vcfg := vault.DefaultConfig() // VAULT_ADDR, VAULT_CACERT, VAULT_CLIENT_TIMEOUT, VAULT_MAX_RETRIES ...
-	if vcfg.Error != nil {
-		return nil, fmt.Errorf("%w: %v", ErrConfig, vcfg.Error)
-	}
-	if cfg.Address != "" {
-		vcfg.Address = cfg.Address
-	}
-	vcfg.Timeout = cfg.Timeout
-	vc, err := vault.NewClient(vcfg)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
-	}
-	// NewClient picks up VAULT_TOKEN on its own; the documented order puts the token file first.
-	vc.ClearToken()
-	c := &Client{cfg: cfg, vc: vc, path: path}
-
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	defer cancel()
-	if err := c.authenticate(ctx); err != nil {
+	if _, err := cfg.policy(); err != nil {
 		return nil, err
 	}
-	if err := c.lookupSelf(ctx); err != nil {
+	if cfg.AppRoleRoleID != "" && cfg.AppRoleSecretIDFile == "" {
+		return nil, fmt.Errorf("%w: an AppRole role id without a secret id file", ErrConfig)
+	}
+	vc, hc, err := newVaultClient(cfg.Getenv, cfg.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, path: path, vc: vc, hc: hc, backoffMin: time.Second, backoffMax: 5 * time.Minute}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	if err := c.login(ctx); err != nil {
+		c.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-// Close releases the client. It does not revoke the token: it belongs to the user.
-func (c *Client) Close() {}
+// vaultEnv is every variable github.com/hashicorp/vault/api v1.23.0 reads from the process
+// environment: Config.ReadEnvironment (called by DefaultConfig) and NewClient.
+var vaultEnv = []string{
+	vault.EnvVaultAddress, vault.EnvVaultAgentAddr, vault.EnvVaultMaxRetries, vault.EnvVaultCACert,
+	vault.EnvVaultCACertBytes, vault.EnvVaultCAPath, vault.EnvVaultClientCert, vault.EnvVaultClientKey,
+	vault.EnvRateLimit, vault.EnvVaultClientTimeout, vault.EnvVaultSkipVerify, vault.EnvVaultSRVLookup,
+	vault.EnvVaultTLSServerName, vault.EnvHTTPProxy, vault.EnvVaultProxyAddr, vault.EnvVaultDisableRedirects,
+	vault.EnvVaultToken, vault.EnvVaultNamespace, vault.EnvVaultHeaders,
+}
 
-// Auth is how the client authenticated.
-func (c *Client) Auth() AuthSource { return c.auth }
+// envMu serializes the brief use of the process environment by newVaultClient and clone.
+var envMu sync.Mutex
 
-func (c *Client) authenticate(ctx context.Context) error {
+// newVaultClient is api.DefaultConfig + api.NewClient with the VAULT_* variables taken from
+// getenv. The Vault client reads only os.Getenv, so where getenv disagrees with the process
+// environment (in tests; cmd/ passes the process's own environment, so never in production) the
+// values are set in the process environment for the duration of the two calls and restored,
+// under a lock. This reuses the client's own parsing of every variable instead of a copy of it.
+func newVaultClient(getenv func(string) string, timeout time.Duration) (*vault.Client, *http.Client, error) {
+	envMu.Lock()
+	defer envMu.Unlock()
+	defer overlayEnv(getenv)()
+
+	vcfg := vault.DefaultConfig()
+	if vcfg.Error != nil {
+		return nil, nil, fmt.Errorf("%w: the VAULT_* environment (VAULT_CACERT, VAULT_CLIENT_TIMEOUT …): %v", ErrConfig, vcfg.Error)
+	}
+	// Timeout bounds each request (with its retries) as well as the whole; a smaller
+	// VAULT_CLIENT_TIMEOUT wins, as in the CLI.
+	vcfg.Timeout = min(vcfg.Timeout, timeout)
+	vc, err := vault.NewClient(vcfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: Vault client (VAULT_ADDR %q, VAULT_HEADERS): %v", ErrConfig, vcfg.Address, err)
+	}
+	// NewClient took VAULT_TOKEN on its own; the documented order puts the token file first,
+	// so the token is chosen by authenticate, explicitly.
+	vc.ClearToken()
+	return vc, vcfg.HttpClient, nil
+}
+
+// overlayEnv makes the process environment agree with getenv on vaultEnv and returns the undo.
+func overlayEnv(getenv func(string) string) (restore func()) {
+	type saved struct {
+		name, value string
+		set         bool
+	}
+	var undo []saved
+	for _, name := range vaultEnv {
+		want := getenv(name)
+		have, set := os.LookupEnv(name)
+		if want == have {
+			continue
+		}
+		undo = append(undo, saved{name, have, set})
+		if want == "" {
+			os.Unsetenv(name)
+		} else {
+			os.Setenv(name, want)
+		}
+	}
+	return func() {
+		for _, s := range undo {
+			if s.set {
+				os.Setenv(s.name, s.value)
+			} else {
+				os.Unsetenv(s.name)
+			}
+		}
+	}
+}
+
+// clone is a copy of the client (address, TLS, namespace and headers) holding tok, or no token.
+// api.Client.Clone calls NewClient, which reads the process environment again: under the same
+// overlay as newVaultClient.
+func (c *Client) clone(tok Secret) (*vault.Client, error) {
+	envMu.Lock()
+	defer envMu.Unlock()
+	defer overlayEnv(c.cfg.Getenv)()
+	lc, err := c.vc.CloneWithHeaders()
+	if err != nil {
+		return nil, fmt.Errorf("%w: Vault client: %v", ErrConfig, err)
+	}
+	lc.ClearToken()
+	if !tok.IsZero() {
+		lc.SetToken(tok.Reveal())
+	}
+	return lc, nil
+}
+
+// Close releases the client's idle connections. It does not revoke the Vault token: the token
+// belongs to the user (a token file) or to the operator (AppRole), and the next start needs it.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
+// login authenticates and checks the resulting token; New and KeepAlive's re-login share it.
+func (c *Client) login(ctx context.Context) error {
+	auth, tok, err := c.authenticate(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := c.lookupSelf(ctx, auth, tok)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.vc.SetToken(tok.Reveal())
+	c.tok = st
+	c.mu.Unlock()
+	return nil
+}
+
+// authenticate returns a Vault token from the first available method. It changes no state: the
+// token is committed by login once lookup-self accepts it.
+func (c *Client) authenticate(ctx context.Context) (AuthSource, Secret, error) {
 	if f := c.cfg.TokenFile; f != "" {
-		b, err := os.ReadFile(f)
+		tok, err := readSecretFile(f)
 		switch {
 		case err == nil:
-			tok := strings.TrimSpace(string(b))
-			if tok == "" || strings.ContainsAny(tok, " \n\r\t") {
-				return fmt.Errorf("%w: Vault token file %s is empty or not one token", ErrConfig, f)
-			}
-			c.vc.SetToken(tok)
-			c.auth = AuthTokenFile
-			return nil
-		case c.cfg.TokenFileExplicit || !errors.Is(err, os.ErrNotExist):
-			return fmt.Errorf("%w: Vault token file: %v", ErrConfig, err)
+			return AuthTokenFile, tok, nil
+		case errors.Is(err, fs.ErrNotExist) && !c.cfg.TokenFileExplicit:
+			// The default location, and nothing there: the next method.
+		default:
+			return "", Secret{}, fmt.Errorf("%w: Vault token file: %w", ErrConfig, err)
 		}
 	}
-	if tok := c.cfg.Getenv("VAULT_TOKEN"); tok != "" {
-		c.vc.SetToken(tok)
-		c.auth = AuthEnv
-		return nil
+	if tok := strings.TrimSpace(c.cfg.Getenv(vault.EnvVaultToken)); tok != "" {
+		if strings.IndexFunc(tok, unprintable) >= 0 {
+			return "", Secret{}, fmt.Errorf("%w: VAULT_TOKEN has whitespace or control characters inside: not one token", ErrConfig)
+		}
+		return AuthEnv, NewSecret(tok), nil
 	}
 	if c.cfg.AppRoleRoleID != "" {
-		return c.loginAppRole(ctx)
+		tok, err := c.loginAppRole(ctx)
+		return AuthAppRole, tok, err
 	}
-	return fmt.Errorf("%w: no Vault auth: no token file at %s, no VAULT_TOKEN, no --approle-role-id", ErrConfig, c.cfg.TokenFile)
+	where := "no token file configured"
+	if c.cfg.TokenFile != "" {
+		where = "no token file at " + c.cfg.TokenFile
+	}
+	return "", Secret{}, fmt.Errorf("%w: no way to authenticate to Vault: %s, VAULT_TOKEN is unset, no AppRole role id", ErrConfig, where)
 }
 
-func (c *Client) loginAppRole(ctx context.Context) error {
-	if _, err := os.Stat(c.cfg.AppRoleSecretIDFile); err != nil {
-		return fmt.Errorf("%w: AppRole secret id file: %v", ErrConfig, err)
-	}
-	a, err := approle.NewAppRoleAuth(c.cfg.AppRoleRoleID, &approle.SecretID{FromFile: c.cfg.AppRoleSecretIDFile})
+// loginAppRole logs in with api/auth/approle. The secret id file is read here rather than by
+// the approle package, so that an unreadable file is ErrConfig naming the file, not a login
+// failure.
+func (c *Client) loginAppRole(ctx context.Context) (Secret, error) {
+	sid, err := readSecretFile(c.cfg.AppRoleSecretIDFile)
 	if err != nil {
-		return fmt.Errorf("%w: AppRole: %v", ErrConfig, err)
+		return Secret{}, fmt.Errorf("%w: AppRole secret id file: %w", ErrConfig, err)
 	}
-	s, err := c.vc.Auth().Login(ctx, a)
+	a, err := approle.NewAppRoleAuth(c.cfg.AppRoleRoleID, &approle.SecretID{FromString: sid.Reveal()})
 	if err != nil {
-		return classify("AppRole login", err)
+		return Secret{}, fmt.Errorf("%w: AppRole: %v", ErrConfig, err)
 	}
-	if s == nil || s.Auth == nil {
-		return fmt.Errorf("%w: AppRole login returned no token", ErrUnavailable)
+	// A clone, so that the login neither sends nor replaces the token Resolve may be using.
+	lc, err := c.clone(Secret{})
+	if err != nil {
+		return Secret{}, err
 	}
-	c.mu.Lock()
-	c.login, c.auth = s, AuthAppRole
-	c.mu.Unlock()
-	return nil
+	s, err := lc.Auth().Login(ctx, a)
+	if err != nil {
+		return Secret{}, classify("AppRole login (auth/approle/login)", err)
+	}
+	if s == nil || s.Auth == nil || s.Auth.ClientToken == "" {
+		return Secret{}, fmt.Errorf("%w: AppRole login (auth/approle/login) returned no token", ErrUnavailable)
+	}
+	return NewSecret(s.Auth.ClientToken), nil
 }
 
-// lookupSelf checks the token (an expired or revoked one is denied here, not later with a
-// confusing read error), learns whether it can be renewed, and enforces PolicyTemplate.
-func (c *Client) lookupSelf(ctx context.Context) error {
-	s, err := c.vc.Auth().Token().LookupSelfWithContext(ctx)
+func unprintable(r rune) bool { return r <= ' ' || r == 0x7f }
+
+// maxSecretFile bounds a token or secret id file: the largest Vault tokens (batch) are a few
+// hundred bytes.
+const maxSecretFile = 16 << 10
+
+// readSecretFile reads a file holding one token, without its surrounding whitespace. Errors
+// name the file and never its content.
+func readSecretFile(path string) (Secret, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return classify(fmt.Sprintf("Vault token from %s (lookup-self)", c.auth), err)
+		return Secret{}, err // *fs.PathError: names the file
 	}
-	if s == nil {
-		return fmt.Errorf("%w: lookup-self returned nothing", ErrUnavailable)
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return Secret{}, err
 	}
-	c.mu.Lock()
-	c.ttl, _ = s.TokenTTL()
-	c.renew, _ = s.TokenIsRenewable()
-	c.mu.Unlock()
-	if c.cfg.PolicyTemplate != "" {
-		want := strings.ReplaceAll(c.cfg.PolicyTemplate, "{user}", c.cfg.User)
+	v := strings.TrimSpace(string(b))
+	switch {
+	case len(b) > maxSecretFile:
+		return Secret{}, fmt.Errorf("%s: larger than %d bytes, not one token", path, maxSecretFile)
+	case v == "":
+		return Secret{}, fmt.Errorf("%s: empty", path)
+	case strings.IndexFunc(v, unprintable) >= 0:
+		return Secret{}, fmt.Errorf("%s: whitespace or control characters inside: not one token", path)
+	}
+	return NewSecret(v), nil
+}
+
+// lookupSelf checks tok (auth/token/lookup-self, allowed by Vault's default policy) on a clone
+// of the client, learns whether it can be renewed and its TTL, and applies the policy check.
+func (c *Client) lookupSelf(ctx context.Context, auth AuthSource, tok Secret) (tokenState, error) {
+	what := "the Vault token from " + c.describe(auth)
+	lc, err := c.clone(tok)
+	if err != nil {
+		return tokenState{}, err
+	}
+	s, err := lc.Auth().Token().LookupSelfWithContext(ctx)
+	if err != nil {
+		return tokenState{}, classify(what+" (auth/token/lookup-self)", err)
+	}
+	if s == nil || s.Data == nil {
+		return tokenState{}, fmt.Errorf("%w: %s (auth/token/lookup-self): empty answer", ErrUnavailable, what)
+	}
+	st := tokenState{auth: auth, token: tok}
+	st.ttl, _ = s.TokenTTL()
+	st.renewable, _ = s.TokenIsRenewable()
+	want, _ := c.cfg.policy()
+	if want != "" {
 		policies, _ := s.TokenPolicies()
+		if ids, ok := s.Data["identity_policies"].([]any); ok {
+			for _, p := range ids {
+				if p, ok := p.(string); ok {
+					policies = append(policies, p)
+				}
+			}
+		}
 		if !slices.Contains(policies, want) {
-			return fmt.Errorf("%w: the Vault token from %s lacks policy %s (has %v): a token issued for somebody else", ErrDenied, c.auth, want, policies)
+			return tokenState{}, fmt.Errorf("%w: %s lacks policy %s (it has %s): a token issued for somebody else", ErrDenied, what, want, strings.Join(policies, ","))
 		}
 	}
-	return nil
+	return st, nil
 }
 
-// Resolve reads the user's secret once, within the configured timeout.
+func (c *Client) describe(auth AuthSource) string {
+	switch auth {
+	case AuthTokenFile:
+		return "token file " + c.cfg.TokenFile
+	case AuthAppRole:
+		return "AppRole login"
+	}
+	return string(auth)
+}
+
+func (c *Client) state() tokenState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tok
+}
+
+// Resolve reads the user's secret once, within Config.Timeout, and returns a distinct Outcome
+// or an error of one of the classes (see the package doc). The fields of Result known before an
+// error are set on it too.
 func (c *Client) Resolve(ctx context.Context) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	c.mu.Lock()
-	res := Result{Auth: c.auth, Path: c.path, Renewable: c.renew, TTL: c.ttl}
-	c.mu.Unlock()
+	st := c.state()
+	res := Result{Auth: st.auth, Path: c.path, Renewable: st.renewable, TTL: st.ttl}
 	mount, version, err := c.mountOf(ctx)
 	if err != nil {
 		return res, err
 	}
 	res.Mount, res.KVVersion = mount, version
 	rel := strings.TrimPrefix(strings.TrimPrefix(c.path, mount), "/")
-	s, err := c.vc.KVv2(mount).Get(ctx, rel)
+	var last vaultResponse
+	s, err := c.observed(&last).KVv2(mount).Get(ctx, rel)
 	if errors.Is(err, vault.ErrSecretNotFound) {
+		// The client also reports a 404 with an empty body as "not found". Only Vault's own
+		// answer (JSON, {"errors":[]}) is an opt-out: an empty 404 from a proxy or a load
+		// balancer in between must not delete the user's env file.
+		if last.status != http.StatusNotFound || !last.json {
+			return res, fmt.Errorf("%w: read %s: HTTP %d without Vault's JSON body: not taken as \"no secret\"", ErrUnavailable, c.path, last.status)
+		}
+		// No secret at all: never written, or its metadata deleted (`vault kv metadata delete`).
 		res.Outcome = NoSecret
 		return res, nil
 	}
@@ -173,6 +356,9 @@ func (c *Client) Resolve(ctx context.Context) (Result, error) {
 	}
 	if md := s.VersionMetadata; md != nil {
 		res.Version = md.Version
+		// A deleted or destroyed latest version comes as a 404 with metadata and no data
+		// (Vault KV v2 API, "Read Secret Version"). Destroyed first: a destroyed version may
+		// also carry a deletion time.
 		switch {
 		case md.Destroyed:
 			res.Outcome = Destroyed
@@ -189,18 +375,58 @@ func (c *Client) Resolve(ctx context.Context) (Result, error) {
 	}
 	v, ok := raw.(string)
 	if !ok {
-		return res, fmt.Errorf("%w: %s field %s is a %T, not a string", ErrMalformed, c.path, c.cfg.Field, raw)
+		return res, fmt.Errorf("%w: %s field %s is a JSON %s, not a string", ErrMalformed, c.path, c.cfg.Field, jsonKind(raw))
+	}
+	// `vault kv put … setup_token=@file` keeps the file's final newline: surrounding
+	// whitespace is not part of any token, so it is dropped rather than refused.
+	v = strings.TrimSpace(v)
+	if v == "" {
+		res.Outcome = NoField
+		return res, nil
 	}
 	if err := ValidateToken(v); err != nil {
-		return res, fmt.Errorf("%w: %s field %s: %v", ErrMalformed, c.path, c.cfg.Field, err)
+		return res, fmt.Errorf("%s field %s: %w", c.path, c.cfg.Field, err)
 	}
 	res.Outcome, res.Token = Found, NewSecret(v)
 	return res, nil
 }
 
-// mountOf finds the mount of the user's path and its KV version the way the Vault CLI does
-// (`vault kv get` asks sys/internal/ui/mounts/PATH, which the default policy allows). A token
-// without that permission falls back to the first path segment, assumed KV v2.
+// vaultResponse is what Resolve needs to know of the last response to the KV read.
+type vaultResponse struct {
+	status int
+	json   bool
+}
+
+// observed is the client with a callback recording each response's status and content type.
+// api.Client.WithResponseCallbacks copies the client struct: under c.mu, which login holds
+// while it changes the token.
+func (c *Client) observed(r *vaultResponse) *vault.Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.vc.WithResponseCallbacks(func(resp *vault.Response) {
+		r.status = resp.StatusCode
+		r.json = strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json")
+	})
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case bool:
+		return "boolean"
+	case json.Number, float64:
+		return "number"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "object"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// mountOf finds the mount of the user's path and its KV version the way `vault kv get` does: it
+// asks sys/internal/ui/mounts/PATH, which Vault's default policy allows. When Vault refuses that
+// (403: the token's policies cover nothing under the mount, or no such mount), the first path
+// segment is taken as a KV v2 mount, and the read itself gives the real answer.
 func (c *Client) mountOf(ctx context.Context) (string, int, error) {
 	first, _, _ := strings.Cut(c.path, "/")
 	s, err := c.vc.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+c.path)
@@ -209,144 +435,70 @@ func (c *Client) mountOf(ctx context.Context) (string, int, error) {
 		return first, 2, nil
 	}
 	if err != nil {
-		return "", 0, classify("find the mount of "+c.path, err)
+		return "", 0, classify("find the mount of "+c.path+" (sys/internal/ui/mounts)", err)
 	}
 	if s == nil || s.Data == nil {
 		return first, 2, nil
 	}
-	mount, _ := s.Data["path"].(string)
-	mount = strings.TrimSuffix(mount, "/")
-	if mount == "" {
+	mount := strings.Trim(fmt.Sprint(s.Data["path"]), "/")
+	if mount == "" || mount == "<nil>" || !strings.HasPrefix(c.path, mount+"/") {
 		mount = first
 	}
 	if t, _ := s.Data["type"].(string); t != "" && t != "kv" {
-		return "", 0, fmt.Errorf("%w: %s is on a %s mount, not KV", ErrConfig, c.path, t)
+		return "", 0, fmt.Errorf("%w: %s is on a %s mount (%s/), not KV v2", ErrConfig, c.path, t, mount)
 	}
 	version := 1
-	if opts, ok := s.Data["options"].(map[string]any); ok {
-		if v, _ := opts["version"].(string); v == "2" {
-			version = 2
-		}
+	if opts, ok := s.Data["options"].(map[string]any); ok && fmt.Sprint(opts["version"]) == "2" {
+		version = 2
 	}
 	if version != 2 {
-		return "", 0, fmt.Errorf("%w: mount %s/ is KV version %d; t3-supervise needs KV v2 (versions tell a rotation from a deletion)", ErrConfig, mount, version)
+		return "", 0, fmt.Errorf("%w: mount %s/ is KV version %d; t3-supervise needs KV v2 (versions tell a rotation from a deletion): `vault kv enable-versioning %s/`", ErrConfig, mount, version, mount)
 	}
 	return mount, version, nil
 }
 
-// classify maps a Vault client error to an error class. Only an answer from Vault that
-// access is refused is ErrDenied; everything else — no connection, TLS, a sealed or failing
-// server, a timeout, a body that is not JSON — is ErrUnavailable: transient, never an opt-out.
+// classify maps a Vault client error to an error class. Only Vault's answer that access is
+// refused is ErrDenied; everything else (no connection, TLS, a sealed or failing server, a
+// timeout, a body that is not JSON, a redirect loop) is ErrUnavailable: transient, never an
+// opt-out. It uses the status and Vault's error list, never the raw body (a proxy could echo
+// anything) or the request (it carries the token header).
 func classify(what string, err error) error {
 	var re *vault.ResponseError
 	if errors.As(err, &re) {
-		switch {
-		case re.StatusCode == http.StatusForbidden || re.StatusCode == http.StatusUnauthorized:
-			return fmt.Errorf("%w: %s: permission denied (HTTP %d)", ErrDenied, what, re.StatusCode)
-		case re.StatusCode == http.StatusBadRequest && strings.Contains(strings.Join(re.Errors, " "), "invalid"):
-			// AppRole answers 400 "invalid role or secret ID".
-			return fmt.Errorf("%w: %s: %s (HTTP 400)", ErrDenied, what, strings.Join(re.Errors, "; "))
-		case re.StatusCode == http.StatusServiceUnavailable:
-			return fmt.Errorf("%w: %s: Vault is sealed or in standby (HTTP 503)", ErrUnavailable, what)
-		}
 		detail := strings.Join(re.Errors, "; ")
 		if detail == "" {
 			detail = http.StatusText(re.StatusCode)
 		}
-		return fmt.Errorf("%w: %s: HTTP %d %s", ErrUnavailable, what, re.StatusCode, detail)
+		detail = strings.Join(strings.Fields(detail), " ") // Vault's multierror has newlines and tabs
+		switch {
+		case re.StatusCode == http.StatusForbidden || re.StatusCode == http.StatusUnauthorized:
+			return fmt.Errorf("%w: %s: permission denied (HTTP %d: %s)", ErrDenied, what, re.StatusCode, detail)
+		case re.StatusCode == http.StatusBadRequest && strings.Contains(what, "login"):
+			// Auth methods refuse a login with 400: AppRole says "invalid role or secret ID".
+			return fmt.Errorf("%w: %s refused (HTTP 400: %s)", ErrDenied, what, detail)
+		case re.StatusCode == http.StatusServiceUnavailable:
+			return fmt.Errorf("%w: %s: Vault is sealed or in standby (HTTP 503: %s)", ErrUnavailable, what, detail)
+		}
+		return fmt.Errorf("%w: %s: HTTP %d: %s", ErrUnavailable, what, re.StatusCode, detail)
 	}
+	// The messages of the JSON and mapstructure errors quote what they choke on, a fragment of
+	// the body: only their position is reported.
 	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	var ue *url.Error
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%w: %s: no answer within the timeout", ErrUnavailable, what)
 	case errors.As(err, &se):
-		return fmt.Errorf("%w: %s: malformed response: %v", ErrUnavailable, what, err)
+		return fmt.Errorf("%w: %s: the answer is not Vault's JSON (syntax error at byte %d)", ErrUnavailable, what, se.Offset)
+	case errors.As(err, &te):
+		return fmt.Errorf("%w: %s: the answer is not Vault's JSON (a %s where %s was expected)", ErrUnavailable, what, te.Value, te.Type)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return fmt.Errorf("%w: %s: the answer is not Vault's JSON (truncated)", ErrUnavailable, what)
+	case errors.As(err, &ue):
+		return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, ue) // method, URL, network or TLS cause
+	case strings.Contains(err.Error(), "error parsing secret"):
+		return fmt.Errorf("%w: %s: the answer is not a KV v2 secret", ErrUnavailable, what)
 	}
 	return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
-}
-
-// Renewal is one outcome of keeping the Vault token alive.
-type Renewal struct {
-	TTL time.Duration // the token's TTL after a successful renewal
-	Err error         // a failed renewal or re-login
-}
-
-// KeepAlive renews a renewable token — a periodic token dies after its period unless renewed,
-// and the supervisor runs for weeks — through api.LifetimeWatcher (renew-self at about two
-// thirds of the TTL, with jitter), until ctx ends. When the token cannot be renewed any longer,
-// an AppRole client logs in again; a token from a file or VAULT_TOKEN is re-read from there.
-// Failures back off exponentially with jitter, capped at 5 minutes: never a request storm.
-func (c *Client) KeepAlive(ctx context.Context, report func(Renewal)) error {
-	backoff := time.Second
-	for {
-		c.mu.Lock()
-		secret := c.login
-		if secret == nil {
-			secret = &vault.Secret{Auth: &vault.SecretAuth{ClientToken: c.vc.Token(), Renewable: c.renew, LeaseDuration: int(c.ttl.Seconds())}}
-		}
-		c.mu.Unlock()
-		if !secret.Auth.Renewable && c.auth != AuthAppRole {
-			<-ctx.Done() // nothing to renew: a root or non-renewable token lives as long as it lives
-			return nil
-		}
-		w, err := c.vc.NewLifetimeWatcher(&vault.LifetimeWatcherInput{Secret: secret})
-		if err != nil {
-			return err
-		}
-		go w.Start()
-		err = c.watch(ctx, w, report)
-		w.Stop()
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			report(Renewal{Err: err})
-		}
-		// The watcher gave up: the token is at its end. Get a fresh one.
-		if rerr := c.reauth(ctx); rerr != nil {
-			report(Renewal{Err: rerr})
-			sleep := backoff/2 + rand.N(backoff/2+1)
-			backoff = min(2*backoff, 5*time.Minute)
-			select {
-			case <-time.After(sleep):
-			case <-ctx.Done():
-				return nil
-			}
-			continue
-		}
-		backoff = time.Second
-	}
-}
-
-func (c *Client) watch(ctx context.Context, w *vault.LifetimeWatcher, report func(Renewal)) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-w.DoneCh():
-			return err
-		case r := <-w.RenewCh():
-			var ttl time.Duration
-			if r != nil && r.Secret != nil && r.Secret.Auth != nil {
-				ttl = time.Duration(r.Secret.Auth.LeaseDuration) * time.Second
-				c.mu.Lock()
-				c.ttl = ttl
-				c.mu.Unlock()
-			}
-			report(Renewal{TTL: ttl})
-		}
-	}
-}
-
-func (c *Client) reauth(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	defer cancel()
-	c.vc.ClearToken()
-	c.mu.Lock()
-	c.login = nil
-	c.mu.Unlock()
-	if err := c.authenticate(ctx); err != nil {
-		return err
-	}
-	return c.lookupSelf(ctx)
 }

@@ -1,27 +1,52 @@
 // Package creds resolves a user's own long-lived Claude setup token from HashiCorp Vault, and
-// keeps the copy other sessions of that user read (the env file).
+// keeps the copy that the user's other sessions read (the env file).
 //
-// Resolution, in order:
+// # Where the token lives
 //
-//  1. Authenticate to Vault, first that is available: the token file (systemd LoadCredential=
-//     puts it at $CREDENTIALS_DIRECTORY/vault-token; else ~/.config/claude-auth-sync/vault-token),
-//     then VAULT_TOKEN, then AppRole (role id and a secret id file). VAULT_ADDR, VAULT_CACERT,
-//     VAULT_NAMESPACE and the other VAULT_* variables work as in the Vault CLI.
-//  2. Read the user's own path, a KV v2 secret (default secret/workstation/claude-users/USER),
-//     field setup_token. The path template must contain {user}: one token shared by many users
-//     is forbidden.
+// A KV v2 secret at the user's own path, by default secret/workstation/claude-users/USER, field
+// setup_token (a value made by `claude setup-token`, starting sk-ant-oat01-). The path template
+// must contain {user}: one token shared by several users is forbidden. The mount and its KV
+// version are asked from Vault the way `vault kv get` does (sys/internal/ui/mounts); a KV v1
+// mount is refused, because only versions tell a rotation from a deletion.
 //
-// Outcomes are distinct, because the old sync script turned a transient Vault error into "no
-// token" and deleted the user's file:
+// # How the supervisor authenticates to Vault
 //
-//   - Found: a valid token. Inject it; write the env file if it changed.
-//   - NoSecret, NoField, Deleted, Destroyed: Vault answered that the user has no current token.
-//     This is the opt-out: t3 starts on the normal credential flow, the env file is removed.
-//   - ErrDenied, ErrUnavailable, ErrMalformed: Vault did not give an answer we can use. Fall back
-//     to the token in the env file, with a warning, and never delete it. Without one, fail with
-//     an exit code that says which.
-//   - ErrConfig: the operator's settings cannot work (template, auth, KV v1). Surfaced, not
-//     papered over by a fallback.
+// The first method that is available wins; a later one is not tried when an earlier one fails:
+//
+//  1. A token file. systemd's LoadCredential=vault-token:… puts it at
+//     $CREDENTIALS_DIRECTORY/vault-token; otherwise ~/.config/claude-auth-sync/vault-token (the
+//     per-user periodic token the old sync script used). A missing file at a default location
+//     is skipped; a file the operator named must exist.
+//  2. VAULT_TOKEN.
+//  3. AppRole: a role id and a file holding the secret id.
+//
+// VAULT_ADDR, VAULT_CACERT, VAULT_CAPATH, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY, VAULT_NAMESPACE,
+// VAULT_SKIP_VERIFY, VAULT_TLS_SERVER_NAME, VAULT_CLIENT_TIMEOUT, VAULT_MAX_RETRIES and the
+// other VAULT_* variables of the Vault CLI mean what they mean there: the Vault Go client
+// (github.com/hashicorp/vault/api) reads them. The token is checked once (lookup-self), so an
+// expired or revoked token is reported as denied at start rather than as a confusing read
+// error; optionally a token whose policies lack the user's own policy is refused as foreign.
+// While the supervisor runs, a renewable token (a periodic one dies after its period otherwise)
+// is renewed with renew-self; an AppRole token at the end of its life is replaced by a new login.
+//
+// # Outcomes
+//
+// They are distinct because the old sync script turned a transient Vault error into "no token"
+// and deleted the user's file:
+//
+//   - Found: a valid token. It is injected as CLAUDE_CODE_OAUTH_TOKEN and written to the env
+//     file if it changed.
+//   - NoSecret, NoField (absent or empty), Deleted, Destroyed (the latest version): Vault's
+//     confirmed answer that the user has no current token. This is the opt-out: t3 starts on the
+//     normal credential flow, and the env file, now stale, is removed.
+//   - ErrDenied, ErrUnavailable, ErrMalformed: Vault gave no usable answer. The supervisor falls
+//     back to the token in the env file, with a warning, and never deletes it. Without one it
+//     fails, and the exit code says which class.
+//   - ErrConfig: the operator's settings cannot work (path template, user name, no auth method,
+//     an unreadable token file, a KV v1 mount, bad VAULT_* settings). Surfaced, never covered
+//     by a fallback.
+//
+// No error, log line or event carries a token: Secret formats as a redaction with a fingerprint.
 package creds
 
 import (
@@ -31,81 +56,120 @@ import (
 	"time"
 )
 
-// Defaults of the production layout.
+// Defaults of the production layout (issue 2).
 const (
 	DefaultPathTemplate = "secret/workstation/claude-users/{user}"
 	DefaultField        = "setup_token"
 	DefaultTimeout      = 10 * time.Second
 )
 
-// Error classes; the concrete errors wrap one of these and name the Vault path, file or flag.
+// Error classes. Every error New, Resolve and the env file functions return wraps one of these
+// or an fs error, and names the Vault path, the file or the setting involved. Callers branch on
+// them with errors.Is, to pick an exit code and to decide whether to fall back (Decide).
 var (
-	ErrConfig      = errors.New("vault configuration")
-	ErrDenied      = errors.New("vault denied access")
+	// ErrConfig: the settings cannot work (template, user, auth, token file, KV v1, VAULT_*).
+	ErrConfig = errors.New("vault configuration")
+	// ErrDenied: Vault refused: 403, a refused login, a token lacking the user's policy.
+	ErrDenied = errors.New("vault denied access")
+	// ErrUnavailable: no usable answer: unreachable, TLS, sealed, 5xx, timeout, garbage.
 	ErrUnavailable = errors.New("vault unavailable")
-	ErrMalformed   = errors.New("malformed setup token")
+	// ErrMalformed: the field holds something that is not a setup token.
+	ErrMalformed = errors.New("malformed setup token")
 )
 
 // Config says where the user's token lives and how to reach Vault.
 type Config struct {
-	User         string
-	PathTemplate string // "" = DefaultPathTemplate
-	Field        string // "" = DefaultField
-	// TokenFile holds a Vault token. TokenFileExplicit says the operator named it: then a
-	// missing file is an error, otherwise (a default location) it is skipped.
-	TokenFile         string
+	// User is the Unix user whose token is resolved; it fills {user}.
+	User string
+	// PathTemplate is MOUNT/PATH of the KV v2 secret with {user} in it ("" = DefaultPathTemplate).
+	PathTemplate string
+	// Field is the secret's field holding the token ("" = DefaultField).
+	Field string
+	// TokenFile holds a Vault token ("" = none). The caller computes the default location.
+	TokenFile string
+	// TokenFileExplicit says the operator named TokenFile: then a missing file is an error;
+	// otherwise, a default location, it is skipped.
 	TokenFileExplicit bool
-	// AppRoleRoleID and AppRoleSecretIDFile log in with AppRole when no token is available.
+	// AppRoleRoleID and AppRoleSecretIDFile log in with AppRole when neither a token file nor
+	// VAULT_TOKEN is available.
 	AppRoleRoleID       string
 	AppRoleSecretIDFile string
-	// PolicyTemplate, when set (e.g. "workstation-claude-{user}"), refuses a token whose
-	// policies lack that policy: a token issued for somebody else.
-	PolicyTemplate string
-	// Timeout bounds one whole resolution, login and read (default DefaultTimeout).
+	// Timeout bounds New (login and token check) and each Resolve (default DefaultTimeout). A
+	// smaller VAULT_CLIENT_TIMEOUT still bounds each request.
 	Timeout time.Duration
-	// Address overrides VAULT_ADDR (tests).
-	Address string
-	// Getenv supplies VAULT_TOKEN; nil means os.Getenv. The other VAULT_* variables are read
-	// by the Vault client from the process environment, as the Vault CLI does.
+	// Getenv supplies VAULT_TOKEN and every VAULT_* variable the Vault client reads; nil means
+	// os.Getenv. Tests inject a whole environment; cmd/ passes the supervisor's own.
 	Getenv func(string) string
+	// PolicyTemplate, when set (e.g. "workstation-claude-{user}"), refuses a token whose
+	// policies (token and identity) lack that policy: a token issued for somebody else.
+	PolicyTemplate string
 }
 
-// SecretPath is the user's secret path: the template with {user} replaced. It refuses a
-// template without {user} and a user name that could climb out of the path.
+func (c Config) withDefaults() Config {
+	if c.PathTemplate == "" {
+		c.PathTemplate = DefaultPathTemplate
+	}
+	if c.Field == "" {
+		c.Field = DefaultField
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	return c
+}
+
+// SecretPath is the user's secret path, MOUNT/PATH: the template with {user} replaced. It
+// refuses a template without {user} (a shared token is forbidden), a template with empty or
+// dot segments, and a user name that could change the meaning of the path.
 func (c Config) SecretPath() (string, error) {
-	tmpl := c.PathTemplate
-	if tmpl == "" {
-		tmpl = DefaultPathTemplate
-	}
+	tmpl := c.withDefaults().PathTemplate
 	if !strings.Contains(tmpl, "{user}") {
-		return "", fmt.Errorf("%w: path template %q has no {user}: one token shared by several users is forbidden", ErrConfig, tmpl)
+		return "", fmt.Errorf("%w: Vault path template %q has no {user}: one token shared by several users is forbidden", ErrConfig, tmpl)
 	}
-	if err := validUser(c.User); err != nil {
+	if err := validateUser(c.User); err != nil {
 		return "", err
 	}
 	p := strings.Trim(strings.ReplaceAll(tmpl, "{user}", c.User), "/")
-	if strings.Contains(p, "//") || !strings.Contains(p, "/") {
-		return "", fmt.Errorf("%w: path template %q: want MOUNT/PATH", ErrConfig, tmpl)
+	segs := strings.Split(p, "/")
+	if len(segs) < 2 {
+		return "", fmt.Errorf("%w: Vault path template %q: want MOUNT/PATH", ErrConfig, tmpl)
+	}
+	for _, s := range segs {
+		if s == "" || s == "." || s == ".." || strings.ContainsAny(s, "{}") {
+			return "", fmt.Errorf("%w: Vault path template %q: empty, dot or unknown {…} segment", ErrConfig, tmpl)
+		}
 	}
 	return p, nil
 }
 
-// validUser accepts the user names useradd(8) accepts by default, which excludes "/", ".."
-// and anything else that would change the meaning of the Vault path or a policy name.
-func validUser(u string) error {
-	if u == "" || len(u) > 32 || u[0] == '-' || u == "." || u == ".." {
-		return fmt.Errorf("%w: user name %q is not valid", ErrConfig, u)
+// policy is the user's own policy name, or "" when no check is configured.
+func (c Config) policy() (string, error) {
+	if c.PolicyTemplate == "" {
+		return "", nil
 	}
-	for i := 0; i < len(u); i++ {
+	if !strings.Contains(c.PolicyTemplate, "{user}") {
+		// A fixed name cannot tell this user's token from another's: the check would prove nothing.
+		return "", fmt.Errorf("%w: Vault policy template %q has no {user}", ErrConfig, c.PolicyTemplate)
+	}
+	return strings.ReplaceAll(c.PolicyTemplate, "{user}", c.User), nil
+}
+
+// validateUser accepts the user names Debian's adduser accepts by default, restricted to
+// [a-z0-9_.-], not starting with '-', not "." or "..", at most 32 bytes: nothing that could
+// climb out of the Vault path, start an option, or name a different policy.
+func validateUser(u string) error {
+	bad := u == "" || len(u) > 32 || u[0] == '-' || strings.Trim(u, ".") == ""
+	for i := 0; i < len(u) && !bad; i++ {
 		c := u[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || (c == '$' && i == len(u)-1)) {
-			return fmt.Errorf("%w: user name %q is not valid", ErrConfig, u)
-		}
+		bad = !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.')
+	}
+	if bad {
+		return fmt.Errorf("%w: user name %q: want 1-32 of [a-z0-9_.-], not starting with '-', not only dots", ErrConfig, u)
 	}
 	return nil
 }
 
-// AuthSource says how the supervisor authenticated to Vault.
+// AuthSource says how the supervisor authenticated to Vault (the event field T3_VAULT_AUTH).
 type AuthSource string
 
 // Auth sources, in the order they are tried.
@@ -115,19 +179,20 @@ const (
 	AuthAppRole   AuthSource = "approle"
 )
 
-// Outcome is Vault's answer about the user's token.
+// Outcome is Vault's answer about the user's token. The zero value, Unknown, is no answer.
 type Outcome int
 
-// Outcomes.
+// Outcomes. All but Found are opt-outs (Outcome.OptOut).
 const (
 	Unknown   Outcome = iota
 	Found             // a valid token
 	NoSecret          // no secret at the user's path
-	NoField           // the secret has no setup_token, or it is empty
-	Deleted           // the latest version was deleted (soft delete)
-	Destroyed         // the latest version was destroyed
+	NoField           // the secret has no such field, or it is empty
+	Deleted           // the latest version was deleted (soft delete: `vault kv delete`)
+	Destroyed         // the latest version was destroyed (`vault kv destroy`)
 )
 
+// String is the outcome's name in events and the dry-run.
 func (o Outcome) String() string {
 	switch o {
 	case Found:
@@ -144,20 +209,22 @@ func (o Outcome) String() string {
 	return "unknown"
 }
 
-// OptOut reports whether the outcome is Vault's confirmed answer that the user has no token.
+// OptOut reports whether the outcome is Vault's confirmed answer that the user has no current
+// token: the only answers that may remove the env file.
 func (o Outcome) OptOut() bool {
 	return o == NoSecret || o == NoField || o == Deleted || o == Destroyed
 }
 
-// Result is one resolution.
+// Result is one resolution. On an error, the fields known by then are still set (Auth, Path,
+// and after the mount lookup Mount and KVVersion), for the dry-run and the failure event.
 type Result struct {
 	Outcome   Outcome
-	Token     Secret // only for Found
-	Auth      AuthSource
-	Path      string // MOUNT/PATH of the secret
-	Mount     string
-	KVVersion int // the mount's KV version (2)
-	Version   int // the secret's version number
-	Renewable bool
-	TTL       time.Duration // of the Vault token used
+	Token     Secret        // set only for Found
+	Auth      AuthSource    // how the client authenticated
+	Path      string        // MOUNT/PATH of the secret
+	Mount     string        // the KV mount, e.g. "secret"
+	KVVersion int           // the mount's KV version (always 2 on success)
+	Version   int           // the secret's current version number (0 for NoSecret)
+	Renewable bool          // whether the Vault token can be renewed (KeepAlive does it)
+	TTL       time.Duration // the Vault token's remaining TTL at the last check; 0 = never expires
 }

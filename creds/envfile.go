@@ -20,36 +20,54 @@ const EnvVar = "CLAUDE_CODE_OAUTH_TOKEN"
 // maxEnvFile bounds what is read: the file is one line.
 const maxEnvFile = 4096
 
-// ReadEnvFile reads the materialized token: one line CLAUDE_CODE_OAUTH_TOKEN=TOKEN, in the
-// format of systemd's EnvironmentFile= and of a shell's `.`. It never follows a symlink at
-// path, and refuses a file that group or others can read (the token would already have
-// leaked). A missing file is fs.ErrNotExist.
+// rename is os.Rename; tests make it fail, to prove no temporary file remains.
+var rename = os.Rename
+
+// ReadEnvFile reads the materialized token, written by WriteEnvFile (or by the old
+// claude-auth-sync script): one line CLAUDE_CODE_OAUTH_TOKEN=TOKEN, in the syntax both systemd's
+// EnvironmentFile= and a shell's `.` read. Blank lines, # comments, and one pair of quotes
+// around the value are accepted.
+//
+// A missing file is an error wrapping fs.ErrNotExist. It never follows a symlink at path
+// (O_NOFOLLOW: the supervisor must not be steered into reading and injecting another file), and
+// refuses a file that is not regular or that group or others may read (the token would already
+// have leaked: rotate it). Errors name the file, never the token.
 func ReadEnvFile(path string) (Secret, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	// O_NONBLOCK: a FIFO planted at path must not hang the start.
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) {
 			return Secret{}, fmt.Errorf("env file %s is a symlink: refusing to follow it", path)
 		}
-		return Secret{}, err
+		return Secret{}, err // *fs.PathError, names the file
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return Secret{}, err
+		return Secret{}, fmt.Errorf("env file %s: %w", path, err)
 	}
 	if !st.Mode().IsRegular() {
-		return Secret{}, fmt.Errorf("env file %s is not a regular file", path)
+		return Secret{}, fmt.Errorf("env file %s is not a regular file (%s)", path, st.Mode().Type())
 	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return Secret{}, fmt.Errorf("env file %s has mode %04o: group or others can read the token (chmod 600, and rotate the token)", path, st.Mode().Perm())
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return Secret{}, fmt.Errorf("env file %s has mode %04o: group or others can read the token (remove the file and rotate the token)", path, perm)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxEnvFile+1))
 	if err != nil {
 		return Secret{}, fmt.Errorf("env file %s: %w", path, err)
 	}
 	if len(b) > maxEnvFile {
-		return Secret{}, fmt.Errorf("env file %s is larger than %d bytes", path, maxEnvFile)
+		return Secret{}, fmt.Errorf("env file %s is larger than %d bytes: not one line", path, maxEnvFile)
 	}
+	tok, err := parseEnvFile(b)
+	if err != nil {
+		return Secret{}, fmt.Errorf("env file %s: %w", path, err)
+	}
+	return tok, nil
+}
+
+// parseEnvFile parses the env file's content. Errors never contain the content.
+func parseEnvFile(b []byte) (Secret, error) {
 	var tok string
 	found := false
 	s := bufio.NewScanner(bytes.NewReader(b))
@@ -60,31 +78,38 @@ func ReadEnvFile(path string) (Secret, error) {
 		}
 		k, v, ok := strings.Cut(line, "=")
 		if !ok || k != EnvVar {
-			return Secret{}, fmt.Errorf("env file %s line %d: want %s=TOKEN", path, n, EnvVar)
+			return Secret{}, fmt.Errorf("line %d: want %s=TOKEN", n, EnvVar)
 		}
 		if found {
-			return Secret{}, fmt.Errorf("env file %s line %d: %s set twice", path, n, EnvVar)
+			return Secret{}, fmt.Errorf("line %d: %s set twice", n, EnvVar)
+		}
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
 		}
 		tok, found = v, true
 	}
 	if !found {
-		return Secret{}, fmt.Errorf("env file %s has no %s", path, EnvVar)
+		return Secret{}, fmt.Errorf("no %s line", EnvVar)
 	}
 	if err := ValidateToken(tok); err != nil {
-		return Secret{}, fmt.Errorf("env file %s: %w: %v", path, ErrMalformed, err)
+		return Secret{}, err
 	}
 	return NewSecret(tok), nil
 }
 
-// WriteEnvFile materializes s at path, only when the content changes: a temporary file created
-// with mode 0600 (never a wider mode, then a chmod), written, fsynced, renamed over path, and
-// the directory fsynced, so a crash at any point leaves either the old or the new complete
-// file (rename(2) is atomic). The directory is created 0700, and tightened to 0700 if it
-// exists wider. A symlink at path or in place of the directory is refused: the supervisor runs
-// as the user and must not be steered into writing the token somewhere else.
+// WriteEnvFile materializes s at path and reports whether it wrote. When the file already holds
+// s (and is a valid, private file) nothing is written: mtime and inode stay, so watchers of the
+// file see no change.
+//
+// Otherwise: the directory is created 0700 (and tightened to 0700 when it exists wider); a
+// temporary file is created in it with mode 0600 from the start (O_EXCL; never a wider mode then
+// a chmod), written, fsynced, renamed over path (rename(2) is atomic), and the directory fsynced,
+// so that a crash at any point leaves the old complete file or the new one. On an error the
+// temporary file is removed: no partial file remains. A symlink at path or in place of the
+// directory is refused: the supervisor must not be steered into writing the token elsewhere.
 func WriteEnvFile(path string, s Secret) (changed bool, err error) {
 	if err := ValidateToken(s.Reveal()); err != nil {
-		return false, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return false, fmt.Errorf("env file %s: refusing to write: %w", path, err)
 	}
 	dir := filepath.Dir(path)
 	if err := ensurePrivateDir(dir); err != nil {
@@ -94,6 +119,9 @@ func WriteEnvFile(path string, s Secret) (changed bool, err error) {
 		if st.Mode()&fs.ModeSymlink != 0 {
 			return false, fmt.Errorf("env file %s is a symlink: refusing to write through it", path)
 		}
+		if !st.Mode().IsRegular() {
+			return false, fmt.Errorf("env file %s is not a regular file (%s): refusing to replace it", path, st.Mode().Type())
+		}
 		if old, err := ReadEnvFile(path); err == nil && old.Equal(s) {
 			return false, nil
 		}
@@ -102,56 +130,73 @@ func WriteEnvFile(path string, s Secret) (changed bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("env file %s: %w", path, err)
 	}
+	renamed := false
 	defer func() {
-		if err != nil {
+		if !renamed {
 			tmp.Close()
 			os.Remove(tmp.Name())
 		}
 	}()
-	if _, err = tmp.WriteString(EnvVar + "=" + s.Reveal() + "\n"); err != nil {
-		return false, fmt.Errorf("env file %s: %w", tmp.Name(), err)
+	if _, err := tmp.WriteString(EnvVar + "=" + s.Reveal() + "\n"); err != nil {
+		return false, fmt.Errorf("env file %s: writing %s: %w", path, tmp.Name(), err)
 	}
-	if err = tmp.Sync(); err != nil {
-		return false, fmt.Errorf("env file %s: fsync: %w", tmp.Name(), err)
+	if err := tmp.Sync(); err != nil {
+		return false, fmt.Errorf("env file %s: fsync %s: %w", path, tmp.Name(), err)
 	}
-	if err = tmp.Close(); err != nil {
-		return false, fmt.Errorf("env file %s: %w", tmp.Name(), err)
+	if err := tmp.Close(); err != nil {
+		return false, fmt.Errorf("env file %s: closing %s: %w", path, tmp.Name(), err)
 	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
+	if err := rename(tmp.Name(), path); err != nil {
 		return false, fmt.Errorf("env file %s: %w", path, err)
 	}
-	if err = syncDir(dir); err != nil {
-		return true, fmt.Errorf("env file %s: fsync directory: %w", path, err)
+	renamed = true
+	if err := syncDir(dir); err != nil {
+		// The new file is in place; only its durability across a crash is in doubt.
+		return true, fmt.Errorf("env file %s: fsync of directory %s: %w", path, dir, err)
 	}
 	return true, nil
 }
 
-// RemoveEnvFile removes the env file after a confirmed opt-out. A symlink is removed itself,
-// never its target.
+// RemoveEnvFile removes the env file after a confirmed opt-out, and reports whether there was
+// one. A symlink at path is removed itself, never its target; a directory is refused.
 func RemoveEnvFile(path string) (removed bool, err error) {
-	err = os.Remove(path)
+	st, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("env file %s: %w", path, err)
 	}
-	return true, syncDir(filepath.Dir(path))
+	if st.IsDir() {
+		return false, fmt.Errorf("env file %s is a directory: refusing to remove it", path)
+	}
+	if err := os.Remove(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("env file %s: %w", path, err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return true, fmt.Errorf("env file %s: fsync of its directory: %w", path, err)
+	}
+	return true, nil
 }
 
+// ensurePrivateDir makes dir exist as a real directory with mode 0700.
 func ensurePrivateDir(dir string) error {
 	st, err := os.Lstat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
+		// MkdirAll gives missing parents 0700 too (e.g. ~/.config): never wider.
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("env file directory %s: %w", dir, err)
 		}
-		return nil
+		st, err = os.Lstat(dir)
 	}
 	if err != nil {
 		return fmt.Errorf("env file directory %s: %w", dir, err)
 	}
 	if !st.IsDir() {
-		return fmt.Errorf("env file directory %s is not a directory (a symlink?): refusing to write there", dir)
+		return fmt.Errorf("env file directory %s is not a directory (%s): refusing to write there", dir, st.Mode().Type())
 	}
 	if st.Mode().Perm() != 0o700 {
 		if err := os.Chmod(dir, 0o700); err != nil {

@@ -2,6 +2,7 @@ package creds
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -10,8 +11,6 @@ import (
 	"testing"
 	"time"
 )
-
-var errNotExist = fs.ErrNotExist
 
 func TestEnvFileRoundTrip(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), ".config", "claude-auth-sync")
@@ -154,4 +153,113 @@ func TestWriteEnvFileRefusesAMalformedToken(t *testing.T) {
 	if _, err := os.Stat(p); !os.IsNotExist(err) {
 		t.Error("a file was written")
 	}
+}
+
+func TestReadEnvFileAcceptsQuotesAndRefusesOddFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, content := range []string{
+		EnvVar + "=\"" + testToken + "\"\n",
+		EnvVar + "='" + testToken + "'\n",
+		"  " + EnvVar + "=" + testToken, // no final newline
+	} {
+		p := filepath.Join(dir, "q")
+		os.WriteFile(p, []byte(content), 0o600)
+		if got, err := ReadEnvFile(p); err != nil || !got.Equal(NewSecret(testToken)) {
+			t.Errorf("%q: %v", strings.ReplaceAll(content, testToken, "TOKEN"), err)
+		}
+	}
+	p := filepath.Join(dir, "unbalanced")
+	os.WriteFile(p, []byte(EnvVar+"=\""+testToken+"\n"), 0o600)
+	if _, err := ReadEnvFile(p); !errors.Is(err, ErrMalformed) {
+		t.Errorf("unbalanced quote: %v", err)
+	}
+	// A FIFO must not hang the start; a directory is not a file.
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := ReadEnvFile(fifo); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("fifo: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadEnvFile hangs on a FIFO")
+	}
+	if _, err := WriteEnvFile(fifo, NewSecret(testToken)); err == nil {
+		t.Error("replaced a FIFO")
+	}
+	sub := filepath.Join(dir, "sub")
+	os.Mkdir(sub, 0o700)
+	if _, err := ReadEnvFile(sub); err == nil {
+		t.Error("read a directory")
+	}
+	if _, err := RemoveEnvFile(sub); err == nil {
+		t.Error("removed a directory")
+	}
+}
+
+func TestWriteEnvFileLeavesNothingOnError(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cas")
+	path := filepath.Join(dir, "claude-oauth.env")
+	if _, err := WriteEnvFile(path, NewSecret(testToken)); err != nil {
+		t.Fatal(err)
+	}
+	rename = func(string, string) error { return errors.New("injected rename failure") }
+	defer func() { rename = os.Rename }()
+	changed, err := WriteEnvFile(path, NewSecret(testToken+"X"))
+	if err == nil || changed || !strings.Contains(err.Error(), path) {
+		t.Errorf("%v %v", changed, err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("left behind: %v", entries)
+	}
+	if got, err := ReadEnvFile(path); err != nil || !got.Equal(NewSecret(testToken)) {
+		t.Errorf("the old file is damaged: %v", err)
+	}
+}
+
+// A reader (start-claude.sh, another supervisor start) never sees a partial file while the
+// token rotates.
+func TestEnvFileRotationIsAtomicForReaders(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cas", "claude-oauth.env")
+	a, b := NewSecret(testToken), NewSecret(testToken+"Y")
+	if _, err := WriteEnvFile(path, a); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	errs := make(chan error, 1)
+	reads := 0
+	go func() {
+		defer close(errs)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			got, err := ReadEnvFile(path)
+			if err != nil || !(got.Equal(a) || got.Equal(b)) {
+				errs <- fmt.Errorf("a reader saw %v, %v", got, err)
+				return
+			}
+			reads++
+		}
+	}()
+	for i := 0; i < 200; i++ {
+		next := a
+		if i%2 == 0 {
+			next = b
+		}
+		if changed, err := WriteEnvFile(path, next); err != nil || !changed {
+			t.Fatal(changed, err)
+		}
+	}
+	close(stop)
+	if err := <-errs; err != nil {
+		t.Error(err)
+	}
+	t.Logf("%d reads during 200 rotations", reads)
 }

@@ -5,12 +5,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"regexp"
 	"strings"
 	"testing"
 )
 
 const testToken = "sk-ant-oat01-AAAAbbbbCCCCdddd0123456789_-zzzzTEST"
+
+// scrub keeps token material out of the tests' own failure messages, fake or not.
+func scrub(s string) string {
+	return regexp.MustCompile(`sk-ant-oat01-[A-Za-z0-9_-]*|AAAAbbbb|(?i)414141416262`).ReplaceAllString(s, "<TOKEN>")
+}
 
 func TestSecretNeverFormatsItsValue(t *testing.T) {
 	s := NewSecret(testToken)
@@ -18,25 +25,35 @@ func TestSecretNeverFormatsItsValue(t *testing.T) {
 		Tok Secret
 		P   *Secret
 	}
+	// fmt cannot call methods on unexported fields and bypasses Format for %p: it falls back
+	// on reflection, which must find only a pointer.
+	type hidden struct {
+		tok Secret
+		p   *Secret
+	}
 	var out []string
-	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%10s", "%-40v"} {
-		out = append(out, fmt.Sprintf(verb, s), fmt.Sprintf(verb, wrapper{s, &s}), fmt.Sprintf(verb, []Secret{s}))
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%p", "%t", "%10s", "%-40v", "%T %v"} {
+		for _, arg := range []any{s, &s, wrapper{s, &s}, &wrapper{s, &s}, hidden{s, &s}, &hidden{s, &s}, []Secret{s}, map[string]Secret{"k": s}} {
+			out = append(out, fmt.Sprintf(verb, arg))
+		}
 	}
 	out = append(out, fmt.Sprint(s), fmt.Sprintln(s), s.String(), s.GoString())
 	var buf bytes.Buffer
-	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "token", s, "w", wrapper{s, &s})
-	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "token", s)
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "token", s, "w", wrapper{s, &s}, "h", hidden{s, &s}, slog.Group("g", "t", s))
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "token", s, "w", wrapper{s, &s}, "h", hidden{s, &s}, slog.Group("g", "t", s))
 	out = append(out, buf.String())
 	j, _ := json.Marshal(wrapper{s, &s})
-	out = append(out, string(j))
 	m, _ := json.Marshal(map[Secret]string{s: "k"})
-	out = append(out, string(m))
-	out = append(out, fmt.Errorf("wrapped: %v", s).Error(), errors.New(fmt.Sprint(s)).Error())
+	txt, _ := s.MarshalText()
+	out = append(out, string(j), string(m), string(txt))
+	out = append(out, fmt.Errorf("wrapped: %v", s).Error(), fmt.Errorf("wrapped: %w", errors.New(s.String())).Error())
 	for _, o := range out {
-		if strings.Contains(o, testToken) || strings.Contains(o, "AAAAbbbb") || strings.Contains(strings.ToLower(o), "616161616262") {
-			t.Errorf("leaked: %s", o)
+		if strings.Contains(o, testToken[len(TokenPrefix):]) || strings.Contains(o, "AAAAbbbb") || strings.Contains(strings.ToLower(o), "414141416262") {
+			t.Errorf("leaked: %s", scrub(o))
 		}
-		if !strings.Contains(o, "redacted") {
+	}
+	for _, o := range []string{fmt.Sprint(s), fmt.Sprintf("%q", s), fmt.Sprintf("%x", s), string(j), buf.String()} {
+		if !strings.Contains(o, "[redacted sha256:") {
 			t.Errorf("no redaction marker: %s", o)
 		}
 	}
@@ -49,11 +66,19 @@ func TestSecretNeverFormatsItsValue(t *testing.T) {
 	if NewSecret(testToken).Fingerprint() == NewSecret(testToken+"x").Fingerprint() {
 		t.Error("fingerprints collide")
 	}
+	if !NewSecret(testToken).Equal(s) || NewSecret(testToken+"x").Equal(s) || !NewSecret("").Equal(Secret{}) {
+		t.Error("Equal")
+	}
+	if !NewSecret("").IsZero() || s.IsZero() || (Secret{}).Reveal() != "" || (Secret{}).String() != "[redacted none]" {
+		t.Error("zero Secret")
+	}
 }
 
 func TestValidateToken(t *testing.T) {
-	if err := ValidateToken(testToken); err != nil {
-		t.Fatal(err)
+	for _, ok := range []string{testToken, TokenPrefix + strings.Repeat("a", 20), TokenPrefix + strings.Repeat("Z9_-", 200)[:512-len(TokenPrefix)]} {
+		if err := ValidateToken(ok); err != nil {
+			t.Errorf("refused a valid token of %d characters: %v", len(ok), err)
+		}
 	}
 	for name, bad := range map[string]string{
 		"empty":         "",
@@ -72,14 +97,27 @@ func TestValidateToken(t *testing.T) {
 		"trailing nl":   testToken + "\n",
 		"unicode":       "sk-ant-oat01-AAAAbbbbCCCCdddd0123456789é",
 		"nul":           testToken + "\x00",
+		"single quote":  testToken + "'",
+		"backslash":     testToken + "\\n",
+		"pipe":          testToken + "|x",
+		"ampersand":     testToken + "&x",
+		"glob":          testToken + "*",
+		"base64 pad":    testToken + "==",
+		"plus slash":    "sk-ant-oat01-AAAA+bbbb/CCCCdddd0123456789",
+		"tab":           testToken + "\t",
+		"cr":            testToken + "\r",
+		"prefix only":   TokenPrefix,
 	} {
 		err := ValidateToken(bad)
 		if err == nil {
 			t.Errorf("%s: accepted", name)
 			continue
 		}
+		if !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v is not ErrMalformed", name, err)
+		}
 		if len(bad) > 20 && strings.Contains(err.Error(), bad[13:]) {
-			t.Errorf("%s: the error repeats the value: %v", name, err)
+			t.Errorf("%s: the error repeats the value: %v", name, scrub(err.Error()))
 		}
 	}
 }
@@ -90,10 +128,10 @@ func FuzzValidateToken(f *testing.F) {
 	f.Fuzz(func(t *testing.T, v string) {
 		err := ValidateToken(v)
 		if err == nil && strings.ContainsAny(v, "\n\r=\"' $`;\\\x00") {
-			t.Fatalf("accepted %q", v)
+			t.Fatalf("accepted %q", scrub(v))
 		}
 		if err != nil && len(v) > 16 && strings.Contains(err.Error(), v) {
-			t.Fatalf("error repeats the value: %v", err)
+			t.Fatalf("error repeats the value: %v", scrub(err.Error()))
 		}
 	})
 }
@@ -116,6 +154,18 @@ func TestSecretPath(t *testing.T) {
 		{"secret/x/{user}", "alice\n", "", false},
 		{"{user}", "alice", "", false},
 		{"secret//{user}", "alice", "", false},
+		{"secret/{user}/../bob", "alice", "", false},
+		{"secret/./{user}", "alice", "", false},
+		{"secret/x/{users}", "alice", "", false},
+		{"secret/{user}/{other}", "alice", "", false},
+		{"secret/x/{user}", "Alice", "", false},
+		{"secret/x/{user}", "alice$", "", false},
+		{"secret/x/{user}", ".", "", false},
+		{"secret/x/{user}", "...", "", false},
+		{"secret/x/{user}", "a..b", "secret/x/a..b", true},
+		{"secret/x/{user}", strings.Repeat("a", 32), "secret/x/" + strings.Repeat("a", 32), true},
+		{"secret/x/{user}", strings.Repeat("a", 33), "", false},
+		{"secret/x/{user}", "al\x00ice", "", false},
 	} {
 		got, err := Config{PathTemplate: tc.tmpl, User: tc.user}.SecretPath()
 		if tc.ok != (err == nil) || got != tc.want {
@@ -127,55 +177,73 @@ func TestSecretPath(t *testing.T) {
 	}
 }
 
+// TestDecide covers every outcome and every error class against each state of the env file.
 func TestDecide(t *testing.T) {
 	tok, other := NewSecret(testToken), NewSecret(testToken+"2")
-	found := Result{Outcome: Found, Token: tok}
-	notExist := fmt.Errorf("open: %w", errNotExist)
-	garbage := errors.New("env file x line 1: want CLAUDE_CODE_OAUTH_TOKEN=TOKEN")
-	unavailable := fmt.Errorf("%w: connection refused", ErrUnavailable)
-	for _, tc := range []struct {
-		name     string
-		res      Result
-		rerr     error
-		cached   Secret
-		cerr     error
-		inject   Secret
-		action   Action
-		fallback bool
-		errIs    error
-	}{
-		{"found, no file", found, nil, Secret{}, notExist, tok, ActionWrite, false, nil},
-		{"found, same file", found, nil, tok, nil, tok, ActionUnchanged, false, nil},
-		{"found, rotated", found, nil, other, nil, tok, ActionWrite, false, nil},
-		{"found, garbage file", found, nil, Secret{}, garbage, tok, ActionWrite, false, nil},
-		{"no secret, file", Result{Outcome: NoSecret}, nil, tok, nil, Secret{}, ActionRemove, false, nil},
-		{"no field, no file", Result{Outcome: NoField}, nil, Secret{}, notExist, Secret{}, ActionNone, false, nil},
-		{"deleted, file", Result{Outcome: Deleted}, nil, tok, nil, Secret{}, ActionRemove, false, nil},
-		{"destroyed, garbage file", Result{Outcome: Destroyed}, nil, Secret{}, garbage, Secret{}, ActionRemove, false, nil},
-		{"unavailable, file", Result{}, unavailable, tok, nil, tok, ActionKeep, true, nil},
-		{"denied, file", Result{}, fmt.Errorf("%w: x", ErrDenied), tok, nil, tok, ActionKeep, true, nil},
-		{"malformed, file", Result{}, fmt.Errorf("%w: x", ErrMalformed), tok, nil, tok, ActionKeep, true, nil},
-		{"unavailable, no file", Result{}, unavailable, Secret{}, notExist, Secret{}, "", false, ErrUnavailable},
-		{"denied, no file", Result{}, fmt.Errorf("%w: x", ErrDenied), Secret{}, notExist, Secret{}, "", false, ErrDenied},
-		{"malformed, garbage file", Result{}, fmt.Errorf("%w: x", ErrMalformed), Secret{}, garbage, Secret{}, "", false, ErrMalformed},
-		{"config, file", Result{}, fmt.Errorf("%w: no auth", ErrConfig), tok, nil, Secret{}, "", false, ErrConfig},
-	} {
-		d, err := Decide(tc.res, tc.rerr, tc.cached, tc.cerr)
-		if tc.errIs != nil {
-			if !errors.Is(err, tc.errIs) {
-				t.Errorf("%s: err %v, want %v", tc.name, err, tc.errIs)
+	type cache struct {
+		name string
+		s    Secret
+		err  error
+	}
+	var (
+		absent  = cache{"no file", Secret{}, fmt.Errorf("open x: %w", fs.ErrNotExist)}
+		same    = cache{"same token", tok, nil}
+		rotated = cache{"older token", other, nil}
+		garbage = cache{"garbage file", Secret{}, errors.New("env file x: line 1: want CLAUDE_CODE_OAUTH_TOKEN=TOKEN")}
+	)
+	caches := []cache{absent, same, rotated, garbage}
+
+	for _, c := range caches {
+		d, err := Decide(Result{Outcome: Found, Token: tok, Path: "secret/p"}, nil, c.s, c.err)
+		want := ActionWrite
+		if c == same {
+			want = ActionUnchanged
+		}
+		if err != nil || !d.Inject.Equal(tok) || d.From != FromVault || d.EnvFile != want || d.Fallback != nil || d.Outcome != Found {
+			t.Errorf("found, %s: %+v %v", c.name, d, err)
+		}
+	}
+	for _, o := range []Outcome{NoSecret, NoField, Deleted, Destroyed} {
+		for _, c := range caches {
+			d, err := Decide(Result{Outcome: o}, nil, c.s, c.err)
+			want := ActionRemove
+			if c == absent {
+				want = ActionNone
 			}
-			continue
+			if err != nil || !d.Inject.IsZero() || d.From != FromNone || d.EnvFile != want || d.Outcome != o {
+				t.Errorf("%v, %s: %+v %v", o, c.name, d, err)
+			}
 		}
-		if err != nil {
-			t.Errorf("%s: %v", tc.name, err)
-			continue
+	}
+	for _, class := range []error{ErrDenied, ErrUnavailable, ErrMalformed, errors.New("unclassified")} {
+		rerr := fmt.Errorf("%w: secret/p", class)
+		for _, c := range caches {
+			d, err := Decide(Result{}, rerr, c.s, c.err)
+			if d.EnvFile == ActionRemove || d.EnvFile == ActionWrite {
+				t.Errorf("%v, %s: a failure touches the file: %+v", class, c.name, d)
+			}
+			if c.err == nil { // a valid cached token: fall back to it
+				if err != nil || !d.Inject.Equal(c.s) || d.From != FromFallback || d.EnvFile != ActionKeep || !errors.Is(d.Fallback, class) {
+					t.Errorf("%v, %s: %+v %v", class, c.name, d, err)
+				}
+				continue
+			}
+			if !errors.Is(err, class) || !d.Inject.IsZero() {
+				t.Errorf("%v, %s: %+v %v", class, c.name, d, err)
+			}
 		}
-		if !d.Inject.Equal(tc.inject) || d.EnvFile != tc.action || (d.Fallback != nil) != tc.fallback {
-			t.Errorf("%s: %+v", tc.name, d)
+	}
+	// ErrConfig surfaces even with a valid cached token: an operator's mistake must not hide.
+	for _, c := range caches {
+		if d, err := Decide(Result{}, fmt.Errorf("%w: no auth", ErrConfig), c.s, c.err); !errors.Is(err, ErrConfig) || !d.Inject.IsZero() || d.EnvFile != "" {
+			t.Errorf("config, %s: %+v %v", c.name, d, err)
 		}
-		if d.EnvFile == ActionRemove && tc.rerr != nil {
-			t.Errorf("%s: a failure removes the file", tc.name)
-		}
+	}
+	// Defensive: Found without a valid token, and no outcome without an error.
+	if _, err := Decide(Result{Outcome: Found, Token: NewSecret("x")}, nil, tok, nil); !errors.Is(err, ErrMalformed) {
+		t.Errorf("found, invalid token: %v", err)
+	}
+	if _, err := Decide(Result{}, nil, tok, nil); err == nil {
+		t.Error("no outcome, no error: accepted")
 	}
 }
