@@ -1,134 +1,128 @@
-// Command prober measures how a server answers while something else happens to it: it GETs a
-// URL at an interval, from outside the workload under test, and prints what it saw.
+// Command prober measures how a server answers while something happens to it: it GETs a URL at
+// a fixed interval from outside the workload under test (in the VM tests, while a runaway agent
+// is killed next to t3 serve) and at the end says what a client would have felt.
 //
-//	prober --url http://127.0.0.1:3773/ --interval 50ms --timeout 2s --duration 60s [--json]
+//	prober --url http://127.0.0.1:3773/ [--interval 50ms] [--timeout 2s] [--duration 60s] [--json]
 //
-// It stops at --duration or on SIGTERM/SIGINT and prints one machine-readable line
+// It probes until --duration has passed (0: no limit) or SIGTERM/SIGINT arrives, then prints on
+// stdout one machine-readable line and one line for people:
 //
-//	PROBE ok=N fail=N p50_ms=.. p99_ms=.. worst_ms=.. longest_gap_ms=..
+//	PROBE ok=N fail=N p50_ms=X p99_ms=X worst_ms=X longest_gap_ms=X first_fail=T last_fail=T
+//	prober: http://...: 1200 probes in 60.0s, 1195 ok, 5 failed (5 timeout) from ... to ...; ...
 //
-// where a failed probe counts with its full wait as latency, and longest_gap_ms is the longest
-// stretch without a successful answer (what a client's watchdog feels).
+// Milliseconds have one decimal; T is an RFC 3339 UTC time with milliseconds, or "-" when no
+// probe failed. With --json stdout holds only one JSON object instead (fields below) and the
+// human line goes to stderr. While it runs, stderr gets a line when the server stops answering
+// and when it answers again.
+//
+// Definitions:
+//   - A probe is one GET on a new connection (no keep-alive: a kept-alive connection can outlive
+//     a dropped listener) with its own --timeout, through no proxy. It succeeds when a response
+//     with a status below 500 has been read whole within the timeout; otherwise it fails, of
+//     kind "timeout", "refused" (nothing listens), "status" (5xx) or "error" (reset, EOF, ...).
+//   - Probes start every --interval; one that takes longer delays the next (never two at once).
+//   - Latency is the time a probe took to end, successful or not, so a timed-out probe counts
+//     with the full timeout and a stall cannot hide from worst_ms. p50 and p99 are nearest-rank
+//     percentiles over every probe.
+//   - longest_gap_ms is the longest time without a successful answer: between the ends of
+//     successive successful probes, from the start of the run to the first, and from the last to
+//     the end of the run. A healthy server shows about one interval plus one latency.
+//   - A probe cut off by the end of the run is not counted.
+//
+// Exit status: 0 after a run, whatever it measured; 2 for a usage error.
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
-	"sort"
 	"syscall"
 	"time"
 )
 
-type sample struct {
-	at      time.Time
-	latency time.Duration
-	ok      bool
-}
-
-// Stats summarises a run.
-type Stats struct {
-	OK           int     `json:"ok"`
-	Fail         int     `json:"fail"`
-	P50ms        float64 `json:"p50_ms"`
-	P99ms        float64 `json:"p99_ms"`
-	Worstms      float64 `json:"worst_ms"`
-	LongestGapms float64 `json:"longest_gap_ms"`
-	FirstFail    string  `json:"first_fail,omitempty"`
-	LastFail     string  `json:"last_fail,omitempty"`
-}
-
-func summarize(samples []sample, start, end time.Time) Stats {
-	var st Stats
-	var lats []time.Duration
-	lastGood := start
-	var gap time.Duration
-	for _, s := range samples {
-		lats = append(lats, s.latency)
-		if s.ok {
-			st.OK++
-			done := s.at.Add(s.latency)
-			gap = max(gap, done.Sub(lastGood))
-			lastGood = done
-			continue
-		}
-		st.Fail++
-		if st.FirstFail == "" {
-			st.FirstFail = s.at.UTC().Format(time.RFC3339Nano)
-		}
-		st.LastFail = s.at.UTC().Format(time.RFC3339Nano)
-	}
-	gap = max(gap, end.Sub(lastGood))
-	st.LongestGapms = ms(gap)
-	if len(lats) > 0 {
-		sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
-		st.P50ms = ms(lats[(len(lats)-1)*50/100])
-		st.P99ms = ms(lats[(len(lats)-1)*99/100])
-		st.Worstms = ms(lats[len(lats)-1])
-	}
-	return st
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func (s Stats) line() string {
-	return fmt.Sprintf("PROBE ok=%d fail=%d p50_ms=%.1f p99_ms=%.1f worst_ms=%.1f longest_gap_ms=%.1f",
-		s.OK, s.Fail, s.P50ms, s.P99ms, s.Worstms, s.LongestGapms)
-}
-
-func probe(ctx context.Context, c *http.Client, url string) (time.Duration, bool) {
-	start := time.Now()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		return time.Since(start), false
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return time.Since(start), resp.StatusCode < 500
-}
-
 func main() {
-	url := flag.String("url", "", "URL to GET")
-	interval := flag.Duration("interval", 50*time.Millisecond, "time between probe starts")
-	timeout := flag.Duration("timeout", 2*time.Second, "one probe's limit")
-	duration := flag.Duration("duration", time.Minute, "how long to probe")
-	asJSON := flag.Bool("json", false, "print the stats as JSON too")
-	flag.Parse()
-	if *url == "" {
-		fmt.Fprintln(os.Stderr, "prober: --url is required")
-		os.Exit(2)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// config is the validated command line.
+type config struct {
+	URL      string
+	Interval time.Duration
+	Timeout  time.Duration
+	Duration time.Duration // 0: until the context ends
+	JSON     bool
+}
+
+// parseFlags reads and checks the command line; flag.ErrHelp after --help.
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("prober", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.URL, "url", "", "URL to GET (required), e.g. http://127.0.0.1:3773/")
+	fs.DurationVar(&c.Interval, "interval", 50*time.Millisecond, "time between the starts of two probes")
+	fs.DurationVar(&c.Timeout, "timeout", 2*time.Second, "how long one probe may take")
+	fs.DurationVar(&c.Duration, "duration", 60*time.Second, "how long to probe; 0: until SIGTERM or SIGINT")
+	fs.BoolVar(&c.JSON, "json", false, "print the result as one JSON object on stdout")
+	if err := fs.Parse(args); err != nil {
+		return c, err
 	}
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer cancel()
-	ctx, cancel2 := context.WithTimeout(ctx, *duration)
-	defer cancel2()
-	// A new connection per probe: the listener itself is what is measured.
-	c := &http.Client{Timeout: *timeout, Transport: &http.Transport{DisableKeepAlives: true}}
-	start := time.Now()
-	var samples []sample
-	tick := time.NewTicker(*interval)
-	defer tick.Stop()
-	for ctx.Err() == nil {
-		at := time.Now()
-		lat, ok := probe(ctx, c, *url)
-		if ctx.Err() != nil && !ok {
-			break // cut off by the end of the run, not by the server
+	switch {
+	case fs.NArg() > 0:
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	case c.URL == "":
+		return c, errors.New("--url is required")
+	case c.Interval <= 0:
+		return c, fmt.Errorf("--interval %v: must be positive", c.Interval)
+	case c.Timeout <= 0:
+		return c, fmt.Errorf("--timeout %v: must be positive", c.Timeout)
+	case c.Duration < 0:
+		return c, fmt.Errorf("--duration %v: must not be negative", c.Duration)
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return c, fmt.Errorf("--url %q: want an http:// or https:// URL", c.URL)
+	}
+	return c, nil
+}
+
+// run probes as args say until ctx ends or the duration passes, prints the result, and returns
+// the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "prober: %v\n", err)
+		return 2
+	}
+	if cfg.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
+		defer cancel()
+	}
+	p := newProber(cfg.URL, cfg.Interval, cfg.Timeout, stderr)
+	samples, start, end := p.run(ctx)
+	st := summarize(samples, start, end)
+	st.URL = cfg.URL
+	if cfg.JSON {
+		enc := json.NewEncoder(stdout)
+		if err := enc.Encode(st); err != nil {
+			fmt.Fprintf(stderr, "prober: %v\n", err)
 		}
-		samples = append(samples, sample{at, lat, ok})
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-		}
+		fmt.Fprintln(stderr, st.humanLine())
+		return 0
 	}
-	st := summarize(samples, start, time.Now())
-	fmt.Println(st.line())
-	if *asJSON {
-		json.NewEncoder(os.Stdout).Encode(st)
-	}
+	fmt.Fprintln(stdout, st.probeLine())
+	fmt.Fprintln(stdout, st.humanLine())
+	return 0
 }

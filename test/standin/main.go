@@ -1,85 +1,141 @@
-// Command standin is a test-only stand-in for T3 Code, faithful to what t3-supervise needs of
-// it: `t3 serve` is an HTTP server that spawns coding agents (`claude`) as child processes, and
-// the agents spawn tools (`rg`, ...) — one of which balloons in memory.
+// Command standin is a test-only stand-in for T3 Code, faithful in what t3-supervise depends on:
+// `t3 serve` is an HTTP server that spawns coding agents (`claude`) as child processes, and the
+// agents spawn tools (`rg`, `ugrep`, ...), one of which balloons in memory. The real t3 cannot be
+// installed where the tests run; this one binary plays every part. Linux only.
 //
-// One binary, called by the name it was invoked under (symlinks) or by its first argument:
+// # Roles (multi-call)
 //
-//	t3 serve --host H --port P --base-dir D   the server (standin t3 serve ...)
-//	claude                                    an agent (also codex)
-//	standin tool COMM RATE LIMIT              a tool that allocates RATE bytes/s up to LIMIT (0: forever)
-//	standin sleeper                           a process that only sleeps (setsid'd grandchildren)
+// The role comes from the first argument when it names one, else from the name the binary was
+// called by (a symlink), else it is a tool:
 //
-// The server answers GET / and has a control API on the same listener (tests run on loopback):
+//	t3 serve --port P [--host H] [--base-dir D] ...   the server (also: standin t3 serve ...)
+//	claude [ANY ARGS]                                 an agent (also codex; standin claude)
+//	standin tool [--comm C] [--rate R] [--limit L]    a ballooning tool
+//	rg [--comm C] [--rate R] [--limit L] [ARGS]       any other name: a ballooning tool
+//	sleeper [--stubborn]                              a process that only sleeps
 //
-//	POST /_standin/agents?n=8&abs=2   spawn n agents: n-abs via `claude` on PATH (looked up at each
-//	                                  spawn: a supervisor puts its shim first), abs by the absolute
-//	                                  path in T3_STANDIN_CLAUDE (SDKs spawn by absolute path)
-//	GET  /_standin/agents             the agents and their tools, JSON
-//	POST /_standin/balloon?agent=ID&rate=64M&limit=0&comm=rg   agent ID spawns a ballooning tool; its pid
-//	POST /_standin/balloon-self?rate=64M                       the server itself balloons
-//	POST /_standin/spawn-setsid?agent=ID                       agent ID leaves a setsid'd sleeper
-//	POST /_standin/hang | /_standin/unhang   GET / stops answering (port open) | answers again
-//	POST /_standin/exit?code=N               the server exits
+// Exit status: 0 on a requested stop (SIGTERM, SIGINT), N after POST /_standin/exit?code=N, 2 for
+// a usage error, 1 for any other failure.
 //
-// Environment: T3_STANDIN_AGENTS=N (+ T3_STANDIN_AGENTS_ABS=M) spawns agents at start;
-// T3_STANDIN_READY_DELAY=5s listens only after that delay. SIGTERM/SIGINT: exit 0 (agents are the
-// supervisor's business); SIGHUP: a line on stdout.
+// # t3 serve
+//
+// Flags are those of the real `t3 serve` (pingdotgg/t3code apps/server/src/cli.ts): --host,
+// --port, --base-dir, --mode, --dev-url, --no-browser, --bootstrap-fd,
+// --auto-bootstrap-project-from-cwd, --log-websocket-events (--log-ws-events), --log-level, as
+// `--flag value` or `--flag=value`. --port is required here and must be 1..65535 (an empty
+// `--port ${T3_PORT}` fails); an unknown flag or a stray argument is a usage error. Without
+// --host it listens on every interface, as Node does. --base-dir is created if missing.
+//
+// At start it prints one report line on stdout, before anything else:
+//
+//	t3-standin: pid=N ppid=N argv=["t3" "serve" ...] env_keys=[HOME PATH ...] HOME=... NODE_ENV=...
+//	    PATH=... T3_PORT=... USER=... CLAUDE_CODE_OAUTH_TOKEN=set sha256:0123456789ab
+//
+// (one line): the names of all variables, the values of HOME, NODE_ENV, PATH, T3_PORT and USER
+// only, and of the token whether it is set plus the first 12 hex digits of its SHA-256
+// (`CLAUDE_CODE_OAUTH_TOKEN=unset` otherwise). When it listens it prints
+// `t3-standin: listening on http://ADDR`. Other events are logged as `t3-standin: ...` lines.
+//
+// `GET /` answers 200 with a small HTML page. The control API shares the listener (tests run on
+// loopback); it answers JSON, and errors as {"error": "..."} with status 400 (bad parameter),
+// 404 (no such agent), 409 (agent dead, listener already dropped) or 500 (a spawn failed):
+//
+//	GET  /_standin/                  {pid, listen, hanging, ballast_bytes, agents}
+//	POST /_standin/agents?n=8&abs=2  spawn n agents (default 1): the first n-abs by running
+//	                                 `claude` looked up on PATH at each spawn (a supervisor
+//	                                 prepends its shim directory), argv[0] "claude"; the last abs
+//	                                 by the absolute path in T3_STANDIN_CLAUDE, argv[0] that path
+//	                                 (an SDK spawns by absolute path). Answers the new agents.
+//	GET  /_standin/agents            every agent ever spawned, in id order:
+//	                                 [{id, pid, via: "path"|"absolute", path, alive, exit,
+//	                                   tools: [{pid, comm, rate, limit, alive}],
+//	                                   sleepers: [{pid, alive}]}]
+//	POST /_standin/balloon?agent=ID&rate=64M&limit=0&comm=rg
+//	                                 agent ID (default: the first live one) spawns a tool that
+//	                                 allocates rate bytes/s up to limit (0: until killed), every
+//	                                 page touched, then sleeps. comm is 1..15 bytes, no blanks.
+//	                                 Answers {pid, agent, comm, rate, limit}.
+//	POST /_standin/balloon-self?rate=64M&limit=0
+//	                                 the server itself allocates likewise. Answers {pid, rate, limit}.
+//	POST /_standin/hang              GET / accepts and reads requests but never answers (the port
+//	                                 stays open: a livelocked server); the control API still answers
+//	POST /_standin/unhang            GET / answers again, held requests included
+//	POST /_standin/drop-listener?for=30s
+//	                                 close the listening socket (the server silently dropping its
+//	                                 listener) and listen again after `for` (0 or absent: never);
+//	                                 the control API is unreachable meanwhile
+//	POST /_standin/spawn-setsid?agent=ID&stubborn=1
+//	                                 agent ID (default: the first live one) spawns a sleeper that
+//	                                 calls setsid(2) and outlives it; it ignores SIGHUP, and with
+//	                                 stubborn=1 also SIGTERM and SIGINT. Answers {pid, agent}.
+//	POST /_standin/exit?code=N       answer, then exit with status N (default 0)
+//
+// Sizes are bytes or a number with K, M, G or T (powers of 1024): 4096, 512K, 64M, 1.5G.
+//
+// Environment of t3 serve:
+//
+//	T3_STANDIN_CLAUDE=/abs/claude  the absolute agent path for abs= spawns
+//	T3_STANDIN_AGENTS=N            spawn N agents at start, after listening, before the
+//	                               "listening" line
+//	T3_STANDIN_AGENTS_ABS=M        of those, M by absolute path
+//	T3_STANDIN_READY_DELAY=5s      listen only after this delay (a slow start)
+//
+// Invalid values of these are usage errors. Signals: SIGTERM or SIGINT closes the listener and
+// exits 0 without touching the agents (cleaning them up is the supervisor's job); SIGHUP prints
+// `t3-standin: SIGHUP` and changes nothing. Like Node, it survives writes to a closed pipe
+// (SIGPIPE). Agents inherit its whole environment and its process group, as with Node's
+// child_process.spawn; their stderr is the server's stderr.
+//
+// # claude (agent)
+//
+// Accepts any arguments (the SDK passes many). Prints on stderr one line:
+//
+//	claude-standin: pid=N ppid=N argv0=claude exe=/path PATH=... cgroup=/... oom_score_adj=N
+//	    CLAUDE_CODE_OAUTH_TOKEN=set sha256:0123456789ab
+//
+// then reads commands from stdin, one a line, and answers each on stdout with `ok PID` or
+// `err MESSAGE`:
+//
+//	ping                     ok <its own pid>
+//	tool COMM RATE LIMIT     spawn a ballooning tool: this binary re-executed with argv
+//	                         [COMM tool --comm COMM --rate RATE --limit LIMIT] (Claude Code runs
+//	                         its bundled ripgrep by re-executing itself, which is how a balloon
+//	                         can carry comm "2.1.205", the version-named binary); ok <tool pid>
+//	setsid [stubborn]        spawn a setsid'd sleeper; ok <sleeper pid>
+//
+// Tools and sleepers write to the agent's stderr; the agent reaps them and logs their exit.
+// When stdin closes (its server died) the agent logs it and keeps running until signalled, as
+// SDK-spawned claude processes do (anthropics/claude-agent-sdk-typescript#142: orphaned agents
+// accumulate after their parent dies); T3_STANDIN_AGENT_EXIT_ON_EOF=1 makes it exit 0 instead.
+// It does not kill its tools when it dies. SIGTERM and SIGINT kill it (Go's default).
+//
+// # tool
+//
+// --comm sets the process name (prctl PR_SET_NAME, what /proc/PID/comm, ps and the OOM killer
+// show); without it the name is the one exec gave. It maps anonymous memory at --rate (default
+// 64M) bytes per second, writing every page so it is resident (RssAnon), up to --limit (default
+// 0: until killed), then sleeps until killed. Positional arguments are ignored (`rg pattern`);
+// an unknown flag is a usage error. An allocation failure (mmap) exits 1, as a real tool dies. It
+// logs `tool-standin: ...` lines on stderr at start and when the limit is reached.
+//
+// # sleeper
+//
+// Logs one line with its pid, sid and ppid, ignores SIGHUP (and with --stubborn SIGTERM and
+// SIGINT), and sleeps until killed.
 //
 // It never prints a token: only whether CLAUDE_CODE_OAUTH_TOKEN is set and its fingerprint.
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
 	"os"
-	"path/filepath"
-	"sort"
-	"strings"
+	"runtime"
 )
 
+// PR_SET_NAME renames the calling thread, and /proc/PID/comm is the main thread's name: keep
+// the main goroutine on the main thread (runtime.LockOSThread in init guarantees it) so the
+// tool can rename itself from main.
+func init() { runtime.LockOSThread() }
+
 func main() {
-	name := filepath.Base(os.Args[0])
-	args := os.Args[1:]
-	if name == "standin" && len(args) > 0 {
-		name, args = args[0], args[1:]
-	}
-	switch name {
-	case "t3":
-		os.Exit(server(args))
-	case "claude", "codex":
-		os.Exit(agent(name))
-	case "tool":
-		os.Exit(tool(args))
-	case "sleeper":
-		select {}
-	}
-	fmt.Fprintf(os.Stderr, "standin: unknown role %q (want t3, claude, codex, tool or sleeper)\n", name)
-	os.Exit(2)
-}
-
-// tokenNote says whether the token is set, by fingerprint only.
-func tokenNote() string {
-	v, ok := os.LookupEnv("CLAUDE_CODE_OAUTH_TOKEN")
-	if !ok {
-		return "CLAUDE_CODE_OAUTH_TOKEN=unset"
-	}
-	sum := sha256.Sum256([]byte(v))
-	return "CLAUDE_CODE_OAUTH_TOKEN=set sha256:" + hex.EncodeToString(sum[:6])
-}
-
-// envKeys lists the environment's names, with values only for a few harmless ones.
-func envKeys() string {
-	show := map[string]bool{"T3_PORT": true, "HOME": true, "USER": true, "PATH": true, "NODE_ENV": true}
-	var out []string
-	for _, kv := range os.Environ() {
-		k, v, _ := strings.Cut(kv, "=")
-		if show[k] {
-			out = append(out, k+"="+v)
-		} else {
-			out = append(out, k)
-		}
-	}
-	sort.Strings(out)
-	return "[" + strings.Join(out, " ") + "]"
+	os.Exit(run(os.Args))
 }
