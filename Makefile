@@ -59,6 +59,8 @@ verify-unit: build
 install: build
 	install -D -m 0755 bin/t3-supervise $(DESTDIR)$(PREFIX)/bin/t3-supervise
 	install -D -m 0644 units/t3-supervise@.service $(DESTDIR)/etc/systemd/system/t3-supervise@.service
+	install -D -m 0644 units/t3-supervise.catalog $(DESTDIR)$(PREFIX)/lib/systemd/catalog/t3-supervise.catalog
+	@if [ -z "$(DESTDIR)" ]; then journalctl --update-catalog; fi
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 clean:

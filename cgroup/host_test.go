@@ -180,6 +180,12 @@ func TestWatchMovesServerChildrenAndKillAllTakesEverything(t *testing.T) {
 	}
 	w := &watcher{t: tree, cfg: WatchConfig{ServerPID: server.Process.Pid, AgentOOMAdj: 600},
 		out: make(chan Event, 16), leaves: map[string]bool{}, procs: map[int]Victim{}, gone: map[int]goneProc{}, kills: map[int]*pendingKill{}}
+	// New processes get forkGrace to exec (and, if they are shims, to place themselves).
+	w.place(context.Background())
+	if len(w.out) != 0 {
+		t.Errorf("placed before the fork grace: %v", <-w.out)
+	}
+	time.Sleep(forkGrace + 50*time.Millisecond)
 	w.place(context.Background())
 	placed := 0
 	for len(w.out) > 0 {

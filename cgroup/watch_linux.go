@@ -73,8 +73,13 @@ type WatchConfig struct {
 	ShimExe string
 }
 
-// shimGrace is how long the watch lets a shim place itself.
-const shimGrace = 2 * time.Second
+// shimGrace is how long the watch lets a shim place itself; forkGrace is how long it leaves any
+// new process alone first: between fork and exec a shim-to-be still runs the server's own
+// executable, and under load that window is not short.
+const (
+	shimGrace = 2 * time.Second
+	forkGrace = 300 * time.Millisecond
+)
 
 func (c *WatchConfig) defaults() {
 	if c.PlaceInterval <= 0 {
@@ -297,7 +302,7 @@ func (w *watcher) place(ctx context.Context) {
 			first = now
 		}
 		seen[pid] = first
-		if now.Sub(first) < shimGrace && w.isShim(pid) {
+		if age := now.Sub(first); age < forkGrace || (age < shimGrace && w.isShim(pid)) {
 			continue
 		}
 		root := w.rootBelowServer(pid)
