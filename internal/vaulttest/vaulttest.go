@@ -43,7 +43,7 @@ type Server struct {
 	Client    *vault.Client // authenticated as root, independent of the caller's VAULT_* variables
 	LogPath   string        // the server's output
 
-	t        testing.TB
+	t        T
 	cmd      *exec.Cmd
 	exited   chan struct{} // closed when the process has been reaped
 	stopOnce sync.Once
@@ -62,12 +62,29 @@ func Bin() (bin, missing string) {
 	return bin, ""
 }
 
+// T is what the helpers need of a test: a *testing.T, or the stand-in a benchmark program
+// (bench/) provides.
+type T interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	TempDir() string
+	Cleanup(func())
+	Failed() bool
+}
+
 // Start starts a dev server that lives until the test ends, and waits until it answers
 // /v1/sys/health as initialized, unsealed and active.
 func Start(t testing.TB) *Server {
 	t.Helper()
 	bin, missing := Bin()
 	testenv.Need(t, testenv.Vault, missing)
+	return StartBin(t, bin)
+}
+
+// StartBin is Start with an explicit binary and no tier check, for programs.
+func StartBin(t T, bin string) *Server {
+	t.Helper()
 	// The port is free when chosen and may be taken before Vault binds it: then Vault exits at
 	// once, and another port is tried.
 	var lastErr error
@@ -82,7 +99,7 @@ func Start(t testing.TB) *Server {
 	return nil
 }
 
-func start(t testing.TB, bin string) (*Server, error) {
+func start(t T, bin string) (*Server, error) {
 	dir := t.TempDir()
 	root := "root-" + randHex(16)
 	port, err := freePort()
@@ -281,3 +298,6 @@ func tail(path string, n int) string {
 	}
 	return string(bytes.Join(lines, []byte("\n")))
 }
+
+// Bin is the server's binary; it also runs `vault agent`.
+func (s *Server) Bin() string { return s.cmd.Path }
