@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -150,11 +151,27 @@ func WriteEnvFile(path string, s Secret) (changed bool, err error) {
 		return false, fmt.Errorf("env file %s: %w", path, err)
 	}
 	renamed = true
+	removeStaleTemps(dir, filepath.Base(path))
 	if err := syncDir(dir); err != nil {
 		// The new file is in place; only its durability across a crash is in doubt.
 		return true, fmt.Errorf("env file %s: fsync of directory %s: %w", path, dir, err)
 	}
 	return true, nil
+}
+
+// staleTempAge is how old a temporary file must be before a writer takes it for a dead writer's.
+const staleTempAge = 10 * time.Second
+
+// removeStaleTemps removes the temporary files a writer killed mid-write left behind (SIGKILL
+// skips the deferred removal). They hold a token: mode 0600 from creation, but still litter.
+// Only files older than staleTempAge are taken, so a concurrent writer's are left alone.
+func removeStaleTemps(dir, base string) {
+	matches, _ := filepath.Glob(filepath.Join(dir, "."+base+".tmp-*"))
+	for _, m := range matches {
+		if st, err := os.Lstat(m); err == nil && st.Mode().IsRegular() && time.Since(st.ModTime()) > staleTempAge {
+			os.Remove(m)
+		}
+	}
 }
 
 // RemoveEnvFile removes the env file after a confirmed opt-out, and reports whether there was
