@@ -45,6 +45,7 @@ func main() {
 	t := benchutil.NewT()
 	defer t.Close()
 	w := benchutil.NewWorld(t)
+	sup, std = t.Install(sup), t.Install(std)
 	bindir := t.TempDir()
 	for _, n := range []string{"t3", "claude"} {
 		if err := os.Symlink(std, filepath.Join(bindir, n)); err != nil {
@@ -67,7 +68,7 @@ func main() {
 		serve := []string{"serve", "--host", "127.0.0.1", "--port", port, "--base-dir", t.TempDir()}
 		var c *exec.Cmd
 		if v == "t3-supervise" {
-			c = exec.Command(sup, append([]string{"--no-cgroup", "--"}, serve...)...)
+			c = exec.Command(sup, append(append(w.UserArgs, "--no-cgroup", "--"), serve...)...)
 		} else {
 			cfg := w.AgentConfig(t.TempDir(), append([]string{filepath.Join(bindir, "t3")}, serve...))
 			c = exec.Command(w.Vault.Bin(), "agent", "-config="+cfg, "-log-level=error")

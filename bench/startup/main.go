@@ -56,6 +56,7 @@ func main() {
 	defer t.Close()
 	w := benchutil.NewWorld(t)
 	dir := t.TempDir()
+	self, sup = t.Install(self), t.Install(sup)
 	out := filepath.Join(dir, "child.out")
 	baseEnv := []string{"HOME=" + w.Home, "USER=" + w.User, "PATH=/usr/bin:/bin", "LANG=C.UTF-8", "T3_BENCH_OUT=" + out}
 
@@ -69,7 +70,7 @@ func main() {
 			return c
 		}},
 		{"t3-supervise", func() *exec.Cmd {
-			c := exec.Command(sup, "--no-cgroup", "--refresh-interval", "0", "--t3-bin", self, "--", "child")
+			c := exec.Command(sup, append(w.UserArgs, "--no-cgroup", "--refresh-interval", "0", "--t3-bin", self, "--", "child")...)
 			c.Env = append(baseEnv, "VAULT_ADDR="+w.Vault.Addr, "T3_BENCH_WANT="+w.Token)
 			return c
 		}},

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -39,7 +41,8 @@ type config struct {
 	RuntimeDir  string // $RUNTIME_DIRECTORY: where the last kills are kept for `status`
 	Rotation    rotationConfig
 
-	environ []string // the supervisor's own environment, KEY=VALUE
+	environ []string   // the supervisor's own environment, KEY=VALUE
+	dropTo  *user.User // started as root with --user: the user to become first
 }
 
 // healthConfig says how the server is probed (GET / on 127.0.0.1:PORT).
@@ -95,7 +98,7 @@ func flagSet(c *config, rawEnvAllow *[]string, extraEnvAllow *[]string, tokenFil
 	// Everything from the first non-flag word on is t3's (so `t3-supervise --user alice serve ...`
 	// works as well as the documented `-- serve ...`).
 	fs.SetInterspersed(false)
-	fs.StringVar(&c.User, "user", "", "the user whose own token to resolve; must be the user this runs as (default: the current user)")
+	fs.StringVar(&c.User, "user", "", "the user whose own token to resolve; must be the user this runs as, or, started as root, the user to drop to (default: the current user; never root)")
 	fs.StringVar(&c.T3Bin, "t3-bin", "t3", "the t3 program, looked up on the child's PATH unless it contains a '/'")
 	fs.StringVar(&c.Creds.PathTemplate, "vault-path-template", creds.DefaultPathTemplate, "Vault KV v2 path of the user's secret; must contain {user} (a shared token is forbidden)")
 	fs.StringVar(&c.Creds.Field, "vault-field", creds.DefaultField, "field of the secret that holds the setup token")
@@ -254,7 +257,9 @@ func parseConfig(args []string, environ []string, stderr io.Writer) (*config, er
 
 // resolveUser settles --user and HOME. The supervisor resolves the token of the user it runs
 // as and nobody else's: a process that could read another user's Vault path would be exactly
-// the shared-token setup the design forbids.
+// the shared-token setup the design forbids. It never runs t3 and its agents as root: started
+// as root with --user NAME it drops to that user before anything else (dropTo), and without
+// one it refuses.
 func (c *config) resolveUser() error {
 	me, err := user.Current()
 	if err != nil {
@@ -263,15 +268,63 @@ func (c *config) resolveUser() error {
 	if c.User == "" {
 		c.User = me.Username
 	}
-	if c.User != me.Username {
+	home := c.getenv("HOME")
+	if me.Uid == "0" {
+		if c.User == me.Username {
+			return configErrorf("refusing to run t3 and its agents as root: run the unit with User=USER (t3-supervise@USER.service does), or pass --user USER to drop to that user")
+		}
+		target, err := user.Lookup(c.User)
+		if err != nil {
+			return configErrorf("--user %s: %v", c.User, err)
+		}
+		if target.Uid == "0" {
+			return configErrorf("--user %s: refusing a user with uid 0", c.User)
+		}
+		c.dropTo = target
+		if home == "" || home == me.HomeDir {
+			home = target.HomeDir // the caller's HOME is root's, not the user's
+		}
+	} else if c.User != me.Username {
 		return configErrorf("--user %s but running as %s: run the unit with User=%s (t3-supervise@%s.service)", c.User, me.Username, c.User, c.User)
 	}
-	c.Home = c.getenv("HOME")
+	c.Home = home
 	if c.Home == "" {
 		c.Home = me.HomeDir
 	}
 	if !filepath.IsAbs(c.Home) {
 		return configErrorf("HOME %q is not an absolute path", c.Home)
+	}
+	return nil
+}
+
+// dropPrivileges becomes the user: supplementary groups, group, user, in that order (after
+// setuid there is no permission left to change groups). Go applies each to every thread of the
+// process (syscall.AllThreadsSyscall, Go 1.16+).
+func dropPrivileges(u *user.User) error {
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("user %s: uid %q gid %q", u.Username, u.Uid, u.Gid)
+	}
+	var groups []int
+	if ids, err := u.GroupIds(); err == nil {
+		for _, id := range ids {
+			if g, err := strconv.Atoi(id); err == nil {
+				groups = append(groups, g)
+			}
+		}
+	}
+	if err := syscall.Setgroups(groups); err != nil {
+		return fmt.Errorf("setgroups for %s: %w", u.Username, err)
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return fmt.Errorf("setgid %d: %w", gid, err)
+	}
+	if err := syscall.Setuid(uid); err != nil {
+		return fmt.Errorf("setuid %d: %w", uid, err)
+	}
+	if os.Geteuid() != uid || os.Getegid() != gid {
+		return fmt.Errorf("still uid %d gid %d after dropping to %s", os.Geteuid(), os.Getegid(), u.Username)
 	}
 	return nil
 }

@@ -61,7 +61,8 @@ func TestRefusalsBeforeAnythingStarts(t *testing.T) {
 		{"approle half", nil, []string{"--approle-role-id", "x"}, exitUsage, "--approle-secret-id-file"},
 		{"negative stop timeout", nil, []string{"--stop-timeout", "-1s"}, exitUsage, "--stop-timeout"},
 		{"shared token template", nil, []string{"--vault-path-template", "secret/shared/claude"}, exitConfig, "{user}"},
-		{"other user", nil, []string{"--user", "somebody-else"}, exitConfig, "User=somebody-else"},
+		{"other user", nil, []string{"--user", "somebody-else"}, exitConfig, "somebody-else"},
+		{"root", nil, []string{"--user", "root"}, exitConfig, rootRefusal},
 		{"empty T3_PORT in --port", nil, []string{"--", "serve", "--port", "", "--host", "0.0.0.0"}, exitConfig, "T3_PORT"},
 		{"unbraced empty T3_PORT", nil, []string{"--", "serve", "--port", "--base-dir", "/x"}, exitConfig, "T3_PORT"},
 		{"unexpanded T3_PORT", nil, []string{"--", "serve", "--port", "${T3_PORT}"}, exitConfig, "not expanded"},
@@ -98,6 +99,10 @@ func TestRefusalsBeforeAnythingStarts(t *testing.T) {
 		})
 	}
 }
+
+// rootRefusal is what the supervisor says when it would run t3 as root; as a non-root user the
+// same --user root is simply another user.
+var rootRefusal = map[bool]string{true: "refusing to run t3 and its agents as root", false: "--user root but running as"}[asRoot]
 
 func TestPortOf(t *testing.T) {
 	for _, tc := range []struct {

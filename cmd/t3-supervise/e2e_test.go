@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,7 +23,17 @@ import (
 // model). The fake is told what to do by T3_FAKE_MODE, which reaches it because T3_* is on the
 // default allowlist, and reports what it received to the file T3_FAKE_OUT.
 
-var supervisorBin string
+var (
+	supervisorBin string
+	fakeT3Bin     string // a copy of this test binary that the run user can execute
+	runUser       = ""   // the user the supervisor runs as: the current one, or nobody under root
+)
+
+// asRoot: the supervisor refuses to run t3 as root, so under root (CI) the tests start it with
+// --user nobody, and it drops to nobody itself; everything it must read or write is nobody's.
+var asRoot = os.Geteuid() == 0
+
+const nobodyUID = 65534
 
 func TestMain(m *testing.M) {
 	if mode := os.Getenv("T3_FAKE_MODE"); mode != "" && filepath.Base(os.Args[0]) == "t3" {
@@ -31,6 +42,18 @@ func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "t3s-e2e-")
 	if err != nil {
 		panic(err)
+	}
+	os.Chmod(dir, 0o755)
+	self, _ := os.Executable()
+	fakeT3Bin = filepath.Join(dir, "fake-t3")
+	if err := copyFile(self, fakeT3Bin); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if asRoot {
+		runUser = "nobody"
+	} else if me, err := user.Current(); err == nil {
+		runUser = me.Username
 	}
 	supervisorBin = filepath.Join(dir, "t3-supervise")
 	if b := os.Getenv("T3S_BIN"); b != "" {
@@ -52,11 +75,12 @@ type fakeReport struct {
 	Argv []string `json:"argv"`
 	Env  []string `json:"env"`
 	Pid  int      `json:"pid"`
+	UID  int      `json:"uid"`
 }
 
 func fakeT3(mode string) int {
 	out := os.Getenv("T3_FAKE_OUT")
-	b, _ := json.Marshal(fakeReport{Argv: os.Args, Env: os.Environ(), Pid: os.Getpid()})
+	b, _ := json.Marshal(fakeReport{Argv: os.Args, Env: os.Environ(), Pid: os.Getpid(), UID: os.Getuid()})
 	note := func(line string) {
 		f, err := os.OpenFile(out, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o600)
 		if err == nil {
@@ -103,6 +127,7 @@ func fakeT3(mode string) int {
 // world is one test's private machine: a HOME, a PATH with the fake t3, an output file.
 type world struct {
 	t     *testing.T
+	dir   string
 	home  string
 	bin   string
 	out   string
@@ -110,17 +135,30 @@ type world struct {
 	procs []*proc // every supervisor started, for the secret scan
 }
 
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o755)
+}
+
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	dir := t.TempDir()
-	w := &world{t: t, home: filepath.Join(dir, "home"), bin: filepath.Join(dir, "bin"), out: filepath.Join(dir, "t3.out")}
+	// Not t.TempDir: its parent is root's 0700, which nobody could not cross.
+	dir, err := os.MkdirTemp("", "t3s-world-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	w := &world{t: t, dir: dir, home: filepath.Join(dir, "home"), bin: filepath.Join(dir, "bin"), out: filepath.Join(dir, "t3.out")}
 	for _, d := range []string{w.home, w.bin} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	self, _ := os.Executable()
-	if err := os.Symlink(self, filepath.Join(w.bin, "t3")); err != nil {
+	if err := os.Symlink(fakeT3Bin, filepath.Join(w.bin, "t3")); err != nil {
 		t.Fatal(err)
 	}
 	w.env = []string{
@@ -176,6 +214,16 @@ func (s *syncBuffer) Bytes() []byte { return []byte(s.String()) }
 
 func (w *world) start(args ...string) *proc {
 	w.t.Helper()
+	if asRoot {
+		// Everything the test wrote is handed to nobody, and the supervisor drops to it.
+		filepath.Walk(w.dir, func(p string, _ os.FileInfo, err error) error {
+			if err == nil {
+				os.Lchown(p, nobodyUID, nobodyUID)
+			}
+			return nil
+		})
+		args = append([]string{"--user", runUser}, args...)
+	}
 	cmd := exec.Command(supervisorBin, args...)
 	cmd.Env = w.env
 	cmd.Dir = w.home

@@ -23,7 +23,13 @@ USAGE
 
   Vault auth, first that is available: --vault-token-file, VAULT_TOKEN, AppRole
   (--approle-role-id with --approle-secret-id-file). A renewable (periodic) token is renewed
-  while t3 runs.
+  while t3 runs, and the token is re-read every --refresh-interval and on SIGHUP.
+
+  It never runs t3 and its agents as root: started as root it drops to --user before it does
+  anything else (groups, gid, uid; HOME from the user's passwd entry unless HOME is set to
+  something else than root's), and without --user it refuses.
+
+  t3-supervise status [--user USER] [--json] shows a running unit's tree; see status --help.
 
 FLAGS
 `
@@ -49,7 +55,7 @@ ENVIRONMENT
 SIGNALS
   SIGTERM, SIGINT  stop: SIGTERM to t3, --stop-timeout to exit, then SIGKILL to everything it
                    spawned; exit 0 when that stop ended it
-  SIGHUP           forwarded to t3
+  SIGHUP           forwarded to t3; the token is re-read from Vault at once
 
 EVENTS
   Every step goes to journald (SYSLOG_IDENTIFIER=t3-supervise, a MESSAGE_ID per event kind,

@@ -42,6 +42,12 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr *o
 	}
 	// A dry run changes nothing, not even the journal: its events go to stderr only.
 	ev := newEvents(cfg.User, stderr, !cfg.DryRun)
+	if cfg.dropTo != nil {
+		if err := dropPrivileges(cfg.dropTo); err != nil {
+			ev.emit(evConfigInvalid, nil, "dropping from root to --user %s: %v", cfg.User, err)
+			return exitConfig
+		}
+	}
 
 	p, err := prepare(ctx, cfg, ev)
 	if p.client != nil {

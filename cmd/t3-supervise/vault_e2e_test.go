@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -26,11 +26,7 @@ type vaultWorld struct {
 func newVaultWorld(t *testing.T) *vaultWorld {
 	t.Helper()
 	v := vaulttest.Start(t)
-	me, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &vaultWorld{world: newWorld(t), v: v, user: me.Username, token: vaulttest.FakeToken()}
+	w := &vaultWorld{world: newWorld(t), v: v, user: runUser, token: vaulttest.FakeToken()}
 	policy := "workstation-claude-" + w.user
 	v.Policy(policy, "workstation/claude-users/"+w.user)
 	v.Put("workstation/claude-users/"+w.user, map[string]any{"setup_token": w.token})
@@ -103,6 +99,19 @@ func TestTokenInjectedAndMaterialized(t *testing.T) {
 	want := []string{"serve", "--host", "0.0.0.0", "--port", "3773", "--base-dir", w.home + "/.t3"}
 	if strings.Join(r.Argv[1:], " ") != strings.Join(want, " ") {
 		t.Errorf("argv %q, want %q", r.Argv[1:], want)
+	}
+	if asRoot && r.UID != nobodyUID {
+		t.Errorf("started as root with --user nobody, t3 ran as uid %d", r.UID)
+	}
+	// The supervisor holds the token in memory only: not in its argv, not in its environment.
+	for _, f := range []string{"cmdline", "environ"} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", p.cmd.Process.Pid, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), w.token) {
+			t.Errorf("the token is in the supervisor's /proc/PID/%s", f)
+		}
 	}
 	b, err := os.ReadFile(w.envFile())
 	if err != nil || string(b) != "CLAUDE_CODE_OAUTH_TOKEN="+w.token+"\n" {

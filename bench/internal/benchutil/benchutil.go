@@ -21,12 +21,14 @@ type T struct {
 	cleanups []func()
 }
 
-// NewT makes a T with its own temporary directory.
+// NewT makes a T with its own temporary directory (0755: under root the supervisor runs as
+// nobody and must reach what is in it).
 func NewT() *T {
 	dir, err := os.MkdirTemp("", "t3s-bench-")
 	if err != nil {
 		log.Fatal(err)
 	}
+	os.Chmod(dir, 0o755)
 	return &T{dir: dir}
 }
 
@@ -36,13 +38,33 @@ func (t *T) Logf(format string, args ...any)   { log.Printf(format, args...) }
 func (t *T) Failed() bool                      { return false }
 func (t *T) Cleanup(f func())                  { t.cleanups = append(t.cleanups, f) }
 
-// TempDir returns a new directory under the T's own.
+// TempDir returns a new directory under the T's own, owned by the user the supervisor runs as.
 func (t *T) TempDir() string {
 	d, err := os.MkdirTemp(t.dir, "")
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
+	os.Chmod(d, 0o755)
+	if os.Geteuid() == 0 {
+		os.Chown(d, nobody, nobody)
+	}
 	return d
+}
+
+const nobody = 65534
+
+// Install copies an executable into the T's directory, where the run user can execute it (the
+// checkout or go run's build directory may be private to root). It returns the copy's path.
+func (t *T) Install(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	to := filepath.Join(t.dir, filepath.Base(path))
+	if err := os.WriteFile(to, b, 0o755); err != nil {
+		t.Fatalf("%v", err)
+	}
+	return to
 }
 
 // Close runs the cleanups and removes the directory.
@@ -54,11 +76,12 @@ func (t *T) Close() {
 	os.RemoveAll(t.dir)
 }
 
-// World is a Vault dev server with the current user's setup token at the production path, a
+// World is a Vault dev server with the run user's setup token at the production path, a
 // periodic token allowed to read only that path, and a HOME whose token file holds it.
 type World struct {
 	Vault     *vaulttest.Server
-	User      string
+	User      string   // the user t3-supervise runs as: the current one, or nobody under root
+	UserArgs  []string // the flags that make t3-supervise that user
 	Token     string // the fake setup token
 	VaultTok  string // the user's Vault token
 	Home      string
@@ -85,6 +108,10 @@ func NewWorld(t *T) *World {
 	}
 	v := vaulttest.StartBin(t, bin)
 	w := &World{Vault: v, User: me.Username, Token: vaulttest.FakeToken(), Home: t.TempDir()}
+	if me.Uid == "0" {
+		// t3-supervise never runs t3 as root; started as root it drops to --user.
+		w.User, w.UserArgs = "nobody", []string{"--user", "nobody"}
+	}
 	policy := "workstation-claude-" + w.User
 	v.Policy(policy, "workstation/claude-users/"+w.User)
 	v.Put("workstation/claude-users/"+w.User, map[string]any{"setup_token": w.Token})
@@ -96,6 +123,11 @@ func NewWorld(t *T) *World {
 	w.TokenFile = filepath.Join(dir, "vault-token")
 	if err := os.WriteFile(w.TokenFile, []byte(w.VaultTok+"\n"), 0o600); err != nil {
 		t.Fatalf("%v", err)
+	}
+	if me.Uid == "0" {
+		for _, p := range []string{filepath.Join(w.Home, ".config"), dir, w.TokenFile} {
+			os.Chown(p, nobody, nobody)
+		}
 	}
 	return w
 }
