@@ -8,7 +8,7 @@ export T3S_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/t3-supervise
 
 # Debian packages per purpose; test/deps installs the missing ones.
 PKGS_HOST := ca-certificates curl systemd procps
-PKGS_VM := qemu-system-x86 qemu-utils mmdebstrap busybox-static cpio e2fsprogs kmod xz-utils file
+PKGS_VM := qemu-system-x86 qemu-utils mmdebstrap busybox-static cpio e2fsprogs kmod xz-utils util-linux
 
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath
 
@@ -49,8 +49,12 @@ test-host: deps build tools vault
 fuzz:
 	test/fuzz
 
+# The guest's own self-tests first, so that a broken guest shows up as that and not as
+# scenario failures; then the scenarios with the real binary and unit.
 test-vm: build tools
 	@test/deps $(PKGS_VM)
+	test/vm/run test/vm/smoke
+	test/vm/run --busybox test/vm/busybox-smoke
 	test/vm/e2e
 
 verify-unit: build
