@@ -26,7 +26,12 @@ type rotation struct {
 	version  int
 	pending  bool      // a change waits for the restart policy
 	idleFrom time.Time // when-idle: since when no agent has run
+	last     time.Time // when the last re-read started
 }
+
+// minSpacing is the least time between two re-reads asked for by SIGHUP: a storm of SIGHUPs
+// makes one re-read a second at most, never a request storm against Vault.
+const minSpacing = time.Second
 
 type refreshResult struct {
 	res creds.Result
@@ -51,11 +56,12 @@ func newRotation(cfg *config, p *plan) *rotation {
 func (r *rotation) C() <-chan time.Time { return r.timer.C }
 
 // start re-reads the token in the background (one at a time); the result arrives on results.
-func (r *rotation) start(ctx context.Context) {
-	if r.client == nil || r.busy {
+// A re-read asked for (SIGHUP) within minSpacing of the last one is dropped.
+func (r *rotation) start(ctx context.Context, asked bool) {
+	if r.client == nil || r.busy || (asked && time.Since(r.last) < minSpacing) {
 		return
 	}
-	r.busy = true
+	r.busy, r.last = true, time.Now()
 	go func() {
 		res, err := r.client.Resolve(ctx)
 		select {

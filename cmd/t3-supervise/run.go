@@ -49,9 +49,35 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr *o
 		}
 	}
 
-	p, err := prepare(ctx, cfg, ev)
+	// Signals are subscribed before anything slow happens: a SIGTERM while Vault is being asked
+	// cancels the question and ends the run before anything is started, instead of killing the
+	// process at an arbitrary point (or, once the child runs, leaving it behind).
+	sigs := supervise.Notify()
+	defer sigs.Close()
+	prepCtx, cancelPrep := context.WithCancel(ctx)
+	stopped := make(chan os.Signal, 1)
+	prepDone, watcherDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watcherDone)
+		select {
+		case s := <-sigs.Stop:
+			stopped <- s
+			cancelPrep()
+		case <-prepDone:
+		}
+	}()
+	p, err := prepare(prepCtx, cfg, ev)
+	close(prepDone)
+	<-watcherDone // from here on the serve loop alone reads sigs.Stop
+	cancelPrep()
 	if p.client != nil {
 		defer p.client.Close()
+	}
+	select {
+	case s := <-stopped:
+		ev.emit(evStopped, fields{"T3_SIGNAL": sigName(s)}, "%s during start-up, before t3 was started: nothing to stop", sigName(s))
+		return exitOK
+	default:
 	}
 	if cfg.DryRun {
 		p.print(stdout, cfg.JSON)
@@ -75,11 +101,11 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr *o
 		}
 		return re.code
 	}
-	return serve(ctx, cfg, p, ev)
+	return serve(ctx, cfg, p, ev, sigs)
 }
 
 // serve carries out the plan and watches the child until it ends.
-func serve(ctx context.Context, cfg *config, p *plan, ev *events) int {
+func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervise.Signals) int {
 	ev.emit(evStarting, fields{"T3_ARGV": fmt.Sprint(p.Argv)}, "starting %s for %s", p.Argv[0], cfg.User)
 	if err := applyEnvFile(cfg, p, ev); err != nil {
 		// The token is resolved and the child gets it in its environment; only the user's other
@@ -87,8 +113,6 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events) int {
 		ev.emit(evEnvFileFailed, fields{"T3_ENV_FILE": cfg.EnvFile}, "%v", err)
 	}
 
-	sigs := supervise.Notify()
-	defer sigs.Close()
 	subreaper := cfg.NoCgroup
 	if subreaper {
 		if err := supervise.SetSubreaper(); err != nil {
@@ -194,9 +218,9 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events) int {
 			if err := child.Signal(sig); err != nil {
 				ev.emit(evInternal, nil, "forwarding %s: %v", sigName(sig), err)
 			}
-			rot.start(keepCtx)
+			rot.start(keepCtx, true)
 		case <-rot.C():
-			rot.start(keepCtx)
+			rot.start(keepCtx, false)
 		case rr := <-rot.results:
 			rot.handle(ev, rr)
 			if rot.restartDue(time.Now(), busy()) {

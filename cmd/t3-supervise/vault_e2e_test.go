@@ -18,26 +18,39 @@ import (
 // token file at the default location.
 type vaultWorld struct {
 	*world
-	v     *vaulttest.Server
-	user  string
-	token string // the fake setup token in Vault
+	v          *vaulttest.Server
+	user       string
+	token      string                // the fake setup token in Vault
+	vaultToken string                // the user's Vault token, in the token file
+	persistent *vaulttest.Persistent // set when the server can be restarted
+}
+
+// setVaultToken replaces the user's Vault token in the token file.
+func (w *vaultWorld) setVaultToken(tok string) {
+	w.vaultToken = tok
+	p := filepath.Join(w.home, ".config", "claude-auth-sync", "vault-token")
+	if err := os.WriteFile(p, []byte(tok+"\n"), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
 }
 
 func newVaultWorld(t *testing.T) *vaultWorld {
 	t.Helper()
-	v := vaulttest.Start(t)
+	return newVaultWorldOn(t, vaulttest.Start(t))
+}
+
+// newVaultWorldOn is newVaultWorld on a given server (a persistent one, to restart it).
+func newVaultWorldOn(t *testing.T, v *vaulttest.Server) *vaultWorld {
+	t.Helper()
 	w := &vaultWorld{world: newWorld(t), v: v, user: runUser, token: vaulttest.FakeToken()}
 	policy := "workstation-claude-" + w.user
 	v.Policy(policy, "workstation/claude-users/"+w.user)
 	v.Put("workstation/claude-users/"+w.user, map[string]any{"setup_token": w.token})
-	vt := v.Token(0, policy)
 	dir := filepath.Join(w.home, ".config", "claude-auth-sync")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "vault-token"), []byte(vt+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	w.setVaultToken(v.Token(0, policy))
 	w.setenv("VAULT_ADDR=" + v.Addr)
 	t.Cleanup(func() { w.scanForToken(w.token) })
 	return w
@@ -372,10 +385,21 @@ func TestRotationWithRealVault(t *testing.T) {
 		t.Errorf("no rotation event:\n%s", p.stderr)
 	}
 	w.v.Stop()
-	for i := 0; i < 3; i++ {
-		p.cmd.Process.Signal(syscall.SIGHUP)
-		time.Sleep(1500 * time.Millisecond)
+	time.Sleep(1100 * time.Millisecond) // SIGHUP re-reads are at least a second apart
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	deadline = time.Now().Add(20 * time.Second)
+	for !strings.Contains(p.stderr.String(), "credential_refresh_failed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no refresh failure reported\n%s", p.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
+	// More re-reads into the same outage: still one event.
+	for i := 0; i < 20; i++ {
+		p.cmd.Process.Signal(syscall.SIGHUP)
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(4 * time.Second)
 	if n := strings.Count(p.stderr.String(), "credential_refresh_failed"); n != 1 {
 		t.Errorf("%d refresh failure events for one outage:\n%s", n, p.stderr)
 	}
