@@ -2,9 +2,9 @@
 //
 //	<unit cgroup>            systemd's; we write only its cgroup.subtree_control
 //	 ├─ supervisor/          t3-supervise itself (leaf)
-//	 └─ workload/            memory.max, memory.swap.max=0, pids.max: the user's budget
+//	 └─ workload/            memory.max, memory.swap.max=0: the user's budget
 //	     ├─ server/          t3 serve (leaf): memory.low, user.oomd_avoid=1
-//	     └─ agents/          memory.high: throttling and early kills hit agents, never the server
+//	     └─ agents/          memory.high, pids.max: throttling, early kills and fork limits hit agents, never the server
 //	         └─ <pid>-<start>/  one leaf per agent process tree
 //
 // Every change is computed first as data (Plan, LeafSteps): a list of mkdir, move and write

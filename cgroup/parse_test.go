@@ -144,3 +144,9 @@ func FuzzParsePressure(f *testing.F) {
 	f.Add("some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
 	f.Fuzz(func(t *testing.T, in string) { _, _, _ = ParsePressure(strings.NewReader(in)) })
 }
+
+func FuzzParseProcStat(f *testing.F) {
+	f.Add([]byte("4242 (my (weird) comm) S 4200 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10\n"))
+	f.Add([]byte("1 (x) S 0"))
+	f.Fuzz(func(t *testing.T, b []byte) { _, _ = parseProcStat(b) })
+}

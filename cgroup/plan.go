@@ -31,7 +31,9 @@ type Limits struct {
 	// AgentMemoryMax, when set, is memory.max of every agent leaf: one agent cannot take the
 	// whole budget.
 	AgentMemoryMax Size
-	// PidsMax, when > 0, is workload/pids.max: a fork bomb in one agent stops there.
+	// PidsMax, when > 0, is agents/pids.max: a fork bomb in an agent stops there. It is on
+	// agents/, not on workload/, because pids.max counts tasks (threads too) and a server that
+	// cannot create a thread may fail in ways nobody planned for: the bomb must not touch it.
 	PidsMax int64
 	// AgentOOMGroup sets memory.oom.group=1 on agent leaves: an OOM kill takes the agent's whole
 	// tree instead of only the runaway process.
@@ -134,7 +136,7 @@ func Plan(l Limits) []Step {
 		write(AgentsDir, "memory.high", l.MemoryHigh.FileValue()),
 	}
 	if l.PidsMax > 0 {
-		steps = append(steps, write(WorkloadDir, "pids.max", strconv.FormatInt(l.PidsMax, 10)))
+		steps = append(steps, write(AgentsDir, "pids.max", strconv.FormatInt(l.PidsMax, 10)))
 	}
 	if l.ServerMemoryLow.IsSet() {
 		steps = append(steps, write(ServerDir, "memory.low", l.ServerMemoryLow.FileValue()))

@@ -73,7 +73,7 @@ func TestPlanOptionalLimits(t *testing.T) {
 		s = append(s, st.String())
 	}
 	all := strings.Join(s, "\n")
-	for _, want := range []string{"workload/pids.max = 4096", "workload/memory.max = max", "agents/memory.high = max"} {
+	for _, want := range []string{"workload/agents/pids.max = 4096", "workload/memory.max = max", "agents/memory.high = max"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("missing %q in\n%s", want, all)
 		}

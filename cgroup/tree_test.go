@@ -56,7 +56,7 @@ func TestDiscoverAndApplyOnFakeFS(t *testing.T) {
 		"workload/memory.max":                    "17179869184",
 		"workload/memory.swap.max":               "0",
 		"workload/memory.oom.group":              "0",
-		"workload/pids.max":                      "321",
+		"workload/agents/pids.max":               "321",
 		"workload/agents/memory.high":            "12884901888",
 		"workload/server/memory.low":             "1073741824",
 	} {

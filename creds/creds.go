@@ -138,6 +138,13 @@ func (c Config) SecretPath() (string, error) {
 		if s == "" || s == "." || s == ".." || strings.ContainsAny(s, "{}") {
 			return "", fmt.Errorf("%w: Vault path template %q: empty, dot or unknown {…} segment", ErrConfig, tmpl)
 		}
+		// Vault paths are words; '?', '#', '%', spaces and the like would change the request
+		// (a query, a fragment, an escape) rather than name a secret.
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == '@' || c == '+') {
+				return "", fmt.Errorf("%w: Vault path template %q: character %q is not allowed in a path", ErrConfig, tmpl, c)
+			}
+		}
 	}
 	return p, nil
 }

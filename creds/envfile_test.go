@@ -263,3 +263,21 @@ func TestEnvFileRotationIsAtomicForReaders(t *testing.T) {
 	}
 	t.Logf("%d reads during 200 rotations", reads)
 }
+
+// Whatever bytes are in the env file, ReadEnvFile either refuses them or returns a valid token.
+func FuzzReadEnvFile(f *testing.F) {
+	f.Add([]byte(EnvVar + "=" + testToken + "\n"))
+	f.Add([]byte("# c\n" + EnvVar + "=\"" + testToken + "\"\n"))
+	f.Add([]byte(EnvVar + "=" + testToken + "\nEVIL=1\n"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := filepath.Join(dir, "claude-oauth.env")
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Skip()
+		}
+		s, err := ReadEnvFile(p)
+		if err == nil && ValidateToken(s.Reveal()) != nil {
+			t.Fatalf("ReadEnvFile accepted an invalid token from %q", b)
+		}
+	})
+}

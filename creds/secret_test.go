@@ -247,3 +247,19 @@ func TestDecide(t *testing.T) {
 		t.Error("no outcome, no error: accepted")
 	}
 }
+
+func FuzzSecretPath(f *testing.F) {
+	for _, s := range []string{DefaultPathTemplate, "secret/../{user}", "kv/{user}/x?y", "{user}", ""} {
+		f.Add(s, "alice")
+	}
+	f.Fuzz(func(t *testing.T, tmpl, user string) {
+		p, err := Config{PathTemplate: tmpl, User: user}.SecretPath()
+		if err != nil {
+			return
+		}
+		// Whatever is accepted names the user's own path and nothing that climbs out of it.
+		if !strings.Contains(p, user) || strings.Contains(p, "..") || strings.ContainsAny(p, "?#% \n\\") {
+			t.Fatalf("template %q user %q gave %q", tmpl, user, p)
+		}
+	})
+}

@@ -296,3 +296,19 @@ func TestNotifyStopSurvivesReloadStorm(t *testing.T) {
 		t.Error("no SIGHUP delivered at all")
 	}
 }
+
+func FuzzBuildEnv(f *testing.F) {
+	f.Add("HOME=/h\nVAULT_TOKEN=x\nT3_PORT=1\n=x\nnoequals", "T3_*")
+	f.Fuzz(func(t *testing.T, parent, pattern string) {
+		if ValidatePattern(pattern) != nil {
+			return
+		}
+		env, _ := BuildEnv(strings.Split(parent, "\n"), []string{pattern, "HOME"}, nil)
+		for _, kv := range env {
+			name, _, _ := strings.Cut(kv, "=")
+			if matchAny(Denied, name) {
+				t.Fatalf("denied %s reached the child from %q with pattern %q", name, parent, pattern)
+			}
+		}
+	})
+}

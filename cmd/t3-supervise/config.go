@@ -119,7 +119,7 @@ func flagSet(c *config, rawEnvAllow *[]string, extraEnvAllow *[]string, tokenFil
 	fs.Var(&c.Limits.MemoryHigh, "memory-high", "memory.high of workload/agents/: agents are throttled above it, and killed on sustained pressure")
 	fs.Var(&c.Limits.ServerMemoryLow, "server-memory-low", "memory.low of workload/server/: memory the server keeps under reclaim")
 	fs.Var(&c.Limits.AgentMemoryMax, "agent-memory-max", "memory.max of each agent's leaf (default: none)")
-	fs.Int64Var(&c.Limits.PidsMax, "pids-max", 0, "pids.max of workload/ (0: no limit)")
+	fs.Int64Var(&c.Limits.PidsMax, "pids-max", 0, "pids.max of workload/agents/: tasks all agents together may have, so a fork bomb cannot reach the server (0: no limit)")
 	fs.BoolVar(&c.Limits.AgentOOMGroup, "agent-oom-group", false, "an OOM or pressure kill takes the agent's whole process tree (memory.oom.group=1 on its leaf), not only the runaway process")
 	fs.IntVar(&c.Watch.AgentOOMAdj, "agent-oom-score-adj", defaultAgentOOMAdj, "oom_score_adj of agent processes (the server keeps its own, lower one)")
 	fs.DurationVar(&c.Watch.PressureWindow, "pressure-window", 10*time.Second, "kill the largest agent process after agents/ stayed over memory.high this long (0: never)")
@@ -245,6 +245,13 @@ func parseConfig(args []string, environ []string, stderr io.Writer) (*config, er
 			c.ShimDir = filepath.Join(c.getenv("XDG_RUNTIME_DIR"), "t3-supervise", "shim")
 		default:
 			c.ShimDir = filepath.Join(c.Home, ".cache", "t3-supervise", "shim")
+		}
+	}
+	// Relative paths would resolve against whatever directory the unit happens to start in.
+	for flag, path := range map[string]string{"--vault-token-file": tokenFile, "--env-file": c.EnvFile,
+		"--shim-dir": c.ShimDir, "--approle-secret-id-file": c.Creds.AppRoleSecretIDFile} {
+		if path != "" && !filepath.IsAbs(path) {
+			return nil, usageError{fmt.Errorf("%s %q: want an absolute path", flag, path)}
 		}
 	}
 	port, err := portOf(c.T3Args, c.getenv("T3_PORT"))

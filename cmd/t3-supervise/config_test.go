@@ -68,6 +68,24 @@ func TestRefusalsBeforeAnythingStarts(t *testing.T) {
 		{"unexpanded T3_PORT", nil, []string{"--", "serve", "--port", "${T3_PORT}"}, exitConfig, "not expanded"},
 		{"port out of range", nil, []string{"--", "serve", "--port=70000"}, exitConfig, "70000"},
 		{"empty T3_PORT variable", []string{"T3_PORT="}, []string{"--", "serve"}, 0, ""},
+		{"negative size", nil, []string{"--memory-max", "-5G"}, exitUsage, "memory-max"},
+		{"huge size", nil, []string{"--memory-max", "99999999999999T"}, exitUsage, "too large"},
+		{"size word", nil, []string{"--agent-memory-max", "lots"}, exitUsage, "agent-memory-max"},
+		{"huge pids", nil, []string{"--pids-max", "99999999999999999999"}, exitUsage, "pids-max"},
+		{"oom adj out of range", nil, []string{"--agent-oom-score-adj", "5000"}, exitUsage, "--agent-oom-score-adj"},
+		{"duration word", nil, []string{"--stop-timeout", "forever"}, exitUsage, "stop-timeout"},
+		{"zero probe interval", nil, []string{"--probe-interval", "0s"}, exitUsage, "--probe-interval"},
+		{"negative refresh", nil, []string{"--refresh-interval", "-1s"}, exitUsage, "--refresh-interval"},
+		{"stall share", nil, []string{"--pressure-stall", "2"}, exitUsage, "--pressure-stall"},
+		{"rotation policy", nil, []string{"--restart-on-rotation", "sometimes"}, exitUsage, "--restart-on-rotation"},
+		{"relative env file", nil, []string{"--env-file", "claude.env"}, exitUsage, "--env-file"},
+		{"relative token file", nil, []string{"--vault-token-file", "tok"}, exitUsage, "--vault-token-file"},
+		{"agent name with slash", nil, []string{"--agent-names", "claude,../x"}, exitUsage, "--agent-names"},
+		{"template climbing out", nil, []string{"--vault-path-template", "secret/../{user}"}, exitConfig, "template"},
+		{"template with a query", nil, []string{"--vault-path-template", "secret/x/{user}?version=1"}, exitConfig, "not allowed"},
+		{"user climbing out", nil, []string{"--user", "../root"}, exitConfig, "../root"},
+		{"huge T3_PORT", []string{"T3_PORT=99999999"}, []string{"--", "serve"}, exitConfig, "T3_PORT"},
+		{"garbage VAULT_ADDR", []string{"VAULT_ADDR=::not a url::"}, []string{"--", "serve"}, exitConfig, "VAULT_ADDR"},
 		{"garbage T3_PORT variable", []string{"T3_PORT=http"}, []string{"--", "serve"}, exitConfig, "T3_PORT"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -146,4 +164,15 @@ func TestEventKindsAreDistinct(t *testing.T) {
 		}
 		names[k.Name], ids[k.ID] = true, true
 	}
+}
+
+func FuzzPortOf(f *testing.F) {
+	f.Add("serve --port 3773", "")
+	f.Add("serve --port= --x", "${T3_PORT}")
+	f.Fuzz(func(t *testing.T, args, env string) {
+		port, err := portOf(strings.Fields(args), env)
+		if err == nil && (port < 0 || port > 65535) {
+			t.Fatalf("portOf(%q, %q) = %d", args, env, port)
+		}
+	})
 }

@@ -210,18 +210,26 @@ func TestCredentialFailuresWithoutFallback(t *testing.T) {
 		}
 		w.assertNothingStarted()
 	})
-	t.Run("malformed", func(t *testing.T) {
-		w := newVaultWorld(t)
-		w.v.Put("workstation/claude-users/"+w.user, map[string]any{"setup_token": "sk-ant-oat01-oops"})
-		code, p := w.run("--no-cgroup")
-		if code != exitCredInvalid {
-			t.Errorf("exit %d, want %d\n%s", code, exitCredInvalid, p.stderr)
-		}
-		if strings.Contains(p.stderr.String(), "sk-ant-oat01-oops") {
-			t.Error("the malformed value was printed")
-		}
-		w.assertNothingStarted()
-	})
+	for name, bad := range map[string]string{
+		"short":       "sk-ant-oat01-oops",
+		"newline":     "sk-ant-oat01-AAAAAAAAAAAAAAAAAAAAAAAA\nEVIL=1",
+		"equals":      "sk-ant-oat01-AAAAAAAAAAAAAAAAAAAAAAAA=x",
+		"shell":       "sk-ant-oat01-AAAAAAAAAAAAAAAAAAAAAAAA$(touch /tmp/pwned)",
+		"other token": "sk-ant-api03-AAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+	} {
+		t.Run("malformed "+name, func(t *testing.T) {
+			w := newVaultWorld(t)
+			w.v.Put("workstation/claude-users/"+w.user, map[string]any{"setup_token": bad})
+			code, p := w.run("--no-cgroup")
+			if code != exitCredInvalid {
+				t.Errorf("exit %d, want %d\n%s", code, exitCredInvalid, p.stderr)
+			}
+			if strings.Contains(p.stderr.String(), bad[13:]) {
+				t.Error("the malformed value was printed")
+			}
+			w.assertNothingStarted()
+		})
+	}
 }
 
 func (w *world) assertNothingStarted() {
