@@ -12,7 +12,7 @@ PKGS_VM := qemu-system-x86 qemu-utils mmdebstrap busybox-static cpio e2fsprogs k
 
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath
 
-.PHONY: all build tools deps vault demo test test-quick test-host test-vm fuzz install verify-unit clean
+.PHONY: all build tools deps vault demo test test-quick test-host test-vm test-soak fuzz bench install verify-unit clean
 
 all: build
 
@@ -56,6 +56,18 @@ test-vm: build tools
 	test/vm/run test/vm/smoke
 	test/vm/run --busybox test/vm/busybox-smoke
 	test/vm/e2e
+
+# 100 balloons and a fork bomb in the guest (RELIABILITY.md).
+test-soak: build tools
+	@test/deps $(PKGS_VM)
+	test/vm/e2e soak
+
+# The comparisons of BENCHMARKS.md; prints the tables. The VM part takes about 20 minutes.
+bench: deps build tools vault
+	@test/deps $(PKGS_VM)
+	$(GO) run ./bench/startup
+	$(GO) run ./bench/footprint
+	bench/vm/run
 
 verify-unit: build
 	test/host/verify-unit

@@ -24,7 +24,7 @@ type AgentPlaced struct {
 	Leaf string
 	PID  int
 	Comm string
-	Via  string // "shim" (it moved itself) or "watch" (the supervisor moved it out of server/)
+	Via  string // "shim" (it moved itself), "watch" (moved out of server/), "other" (a leaf made by someone else)
 }
 
 // LeafRemoved: an agent leaf emptied and was removed.
@@ -339,10 +339,18 @@ func (w *watcher) place(ctx context.Context) {
 			w.warn(ctx, err)
 		}
 		w.leaves[leaf] = true
-		pid, _, _ := strings.Cut(leaf, "-")
-		n, _ := strconv.Atoi(pid)
-		v, _ := describe(n)
-		w.emit(ctx, AgentPlaced{Leaf: leaf, PID: n, Comm: v.Comm, Via: "shim"})
+		// A shim names its leaf <pid>-<start>; anything else was made by someone else.
+		ev := AgentPlaced{Leaf: leaf, Via: "shim"}
+		if pid, _, ok := strings.Cut(leaf, "-"); ok {
+			if n, err := strconv.Atoi(pid); err == nil && n > 0 {
+				v, _ := describe(n)
+				ev.PID, ev.Comm = n, v.Comm
+			}
+		}
+		if ev.PID == 0 {
+			ev.Via = "other"
+		}
+		w.emit(ctx, ev)
 	}
 }
 

@@ -85,13 +85,6 @@ type events struct {
 	journal bool
 	stderr  io.Writer // nil when stderr is the journal stream
 	mu      sync.Mutex
-	sent    []sentEvent // kept for tests and for the dry-run; bounded by the few lifecycle events
-}
-
-type sentEvent struct {
-	Kind    eventKind
-	Message string
-	Fields  fields
 }
 
 func newEvents(user string, stderr io.Writer, useJournal bool) *events {
@@ -109,9 +102,6 @@ func (e *events) emit(k eventKind, f fields, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if len(e.sent) < 256 {
-		e.sent = append(e.sent, sentEvent{k, msg, f})
-	}
 	if e.journal {
 		vars := map[string]string{
 			"SYSLOG_IDENTIFIER": identifier,

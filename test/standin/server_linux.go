@@ -299,17 +299,22 @@ func (s *server) handleSpawnAgents(w http.ResponseWriter, r *http.Request) {
 	reply(w, views, err)
 }
 
-func (s *server) handleBalloon(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	rate, err := sizeParam(q, "rate", 64<<20)
-	if err == nil && rate == 0 {
+// rateAndLimit reads a balloon's rate (default 64M, must be positive) and limit (default 0:
+// none) from the query.
+func rateAndLimit(q url.Values) (rate, limit int64, err error) {
+	if rate, err = sizeParam(q, "rate", 64<<20); err == nil && rate == 0 {
 		err = badRequest("rate=0: must be positive")
 	}
 	if err != nil {
-		reply(w, nil, err)
-		return
+		return 0, 0, err
 	}
-	limit, err := sizeParam(q, "limit", 0)
+	limit, err = sizeParam(q, "limit", 0)
+	return rate, limit, err
+}
+
+func (s *server) handleBalloon(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	rate, limit, err := rateAndLimit(q)
 	if err != nil {
 		reply(w, nil, err)
 		return
@@ -342,15 +347,7 @@ func (s *server) handleBalloon(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) handleBalloonSelf(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	rate, err := sizeParam(q, "rate", 64<<20)
-	if err == nil && rate == 0 {
-		err = badRequest("rate=0: must be positive")
-	}
-	if err != nil {
-		reply(w, nil, err)
-		return
-	}
-	limit, err := sizeParam(q, "limit", 0)
+	rate, limit, err := rateAndLimit(q)
 	if err != nil {
 		reply(w, nil, err)
 		return
