@@ -109,20 +109,6 @@ func TestParsePressure(t *testing.T) {
 	}
 }
 
-func TestParseProcStat(t *testing.T) {
-	// comm may hold spaces and parentheses; the fields count from the last ')'.
-	st, err := parseProcStat([]byte("4242 (my (weird) comm) S 4200 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.PPID != 4200 || st.State != 'S' || st.Start != 987654 {
-		t.Errorf("%+v", st)
-	}
-	if _, err := parseProcStat([]byte("1 (x) S 0")); err == nil {
-		t.Error("short stat accepted")
-	}
-}
-
 func FuzzParseProcCgroup(f *testing.F) {
 	for _, s := range []string{"0::/a\n", "4:memory:/x\n0::/y\n", "", "0:::\n"} {
 		f.Add(s)
@@ -143,10 +129,4 @@ func FuzzParseMemoryEvents(f *testing.F) {
 func FuzzParsePressure(f *testing.F) {
 	f.Add("some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
 	f.Fuzz(func(t *testing.T, in string) { _, _, _ = ParsePressure(strings.NewReader(in)) })
-}
-
-func FuzzParseProcStat(f *testing.F) {
-	f.Add([]byte("4242 (my (weird) comm) S 4200 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10\n"))
-	f.Add([]byte("1 (x) S 0"))
-	f.Fuzz(func(t *testing.T, b []byte) { _, _ = parseProcStat(b) })
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command footprint measures what the supervisor itself costs while nothing happens: its
 // resident memory and CPU over an idle period with the stand-in t3 and 8 agents running below it,
 // for t3-supervise and for Vault Agent in process supervisor mode supervising the same child with

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command startup measures the start-up cost of getting the user's token into a child's
 // environment: the time from exec to the child running with CLAUDE_CODE_OAUTH_TOKEN set, for
 //

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command t3-supervise runs `t3 serve` for one user, in place of it, under systemd
 // (t3-supervise@USER.service). It resolves the user's own long-lived Claude token from Vault and
 // hands it to t3 as CLAUDE_CODE_OAUTH_TOKEN, starts t3 with an allowlisted environment, stays

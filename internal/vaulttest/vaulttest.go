@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package vaulttest runs a real Vault server for tests: `vault server -dev`, in memory, on a free
 // port of 127.0.0.1, with KV v2 mounted at secret/ and a random root token. The binary is the
 // one test/vault/build makes, named by T3S_VAULT_BIN (test/host/run sets it).

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package benchutil is what the benchmark programs share: a real Vault dev server holding the
 // current user's token (through internal/vaulttest), Vault Agent's configuration for the same
 // secret, and the statistics they print.

@@ -1,0 +1,47 @@
+//go:build linux
+
+package cgroup
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestRSSMatchesVmRSS(t *testing.T) {
+	b, _ := os.ReadFile("/proc/self/status")
+	var kb uint64
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			fmt.Sscan(f[1], &kb)
+		}
+	}
+	got := rss(os.Getpid())
+	if diff := int64(got) - int64(kb<<10); kb == 0 || diff > 4<<20 || diff < -4<<20 {
+		t.Errorf("rss %d, VmRSS %d KiB", got, kb)
+	}
+	if rss(1<<30) != 0 {
+		t.Error("rss of a missing pid")
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	// comm may hold spaces and parentheses; the fields count from the last ')'.
+	st, err := parseProcStat([]byte("4242 (my (weird) comm) S 4200 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.PPID != 4200 || st.State != 'S' || st.Start != 987654 {
+		t.Errorf("%+v", st)
+	}
+	if _, err := parseProcStat([]byte("1 (x) S 0")); err == nil {
+		t.Error("short stat accepted")
+	}
+}
+
+func FuzzParseProcStat(f *testing.F) {
+	f.Add([]byte("4242 (my (weird) comm) S 4200 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10\n"))
+	f.Add([]byte("1 (x) S 0"))
+	f.Fuzz(func(t *testing.T, b []byte) { _, _ = parseProcStat(b) })
+}
