@@ -35,6 +35,9 @@ type OOMKill struct {
 	Victim Victim
 	Known  bool   // false when the victim could not be identified (then only the counter moved)
 	Count  uint64 // workload memory.events oom_kill after this kill
+	// Seen is CLOCK_MONOTONIC when the watch read the moved counter: with the kernel's own
+	// timestamp of the kill it splits the event's latency into noticing and reporting.
+	Seen time.Duration
 }
 
 // PressureKill: the supervisor ended the largest agent process on sustained memory pressure.
@@ -431,6 +434,7 @@ func (w *watcher) refresh() {
 // onMemoryEvents runs when memory.events of workload/ or agents/ changed.
 func (w *watcher) onMemoryEvents(ctx context.Context) {
 	w.hot = true
+	seen := monotonic()
 	ev, err := w.t.memoryEvents(WorkloadDir)
 	if err != nil {
 		w.warn(ctx, err)
@@ -447,10 +451,10 @@ func (w *watcher) onMemoryEvents(ctx context.Context) {
 			unix.Close(k.pidfd)
 			delete(w.kills, v.PID)
 		}
-		w.emit(ctx, OOMKill{Victim: v, Known: true, Count: ev.OOMKill})
+		w.emit(ctx, OOMKill{Victim: v, Known: true, Count: ev.OOMKill, Seen: seen})
 	}
 	for i := len(victims); i < int(n); i++ {
-		w.emit(ctx, OOMKill{Count: ev.OOMKill})
+		w.emit(ctx, OOMKill{Count: ev.OOMKill, Seen: seen})
 	}
 	w.refresh()
 }
@@ -622,6 +626,15 @@ func (w *watcher) checkKills(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// monotonic reads CLOCK_MONOTONIC, the clock of the kernel's and journald's timestamps.
+func monotonic() time.Duration {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
 }
 
 // exited polls a pidfd: it becomes readable when the process exits (pidfd_open(2)).

@@ -305,7 +305,8 @@ func emitCgroupEvent(ev *events, e cgroup.Event) {
 	case cgroup.LeafRemoved:
 		ev.emit(evAgentLeafRemoved, fields{"T3_CGROUP": e.Leaf}, "agent leaf agents/%s emptied and removed", e.Leaf)
 	case cgroup.OOMKill:
-		f := fields{"T3_KILLER": "kernel", "T3_OOM_KILL_COUNT": fmt.Sprint(e.Count)}
+		f := fields{"T3_KILLER": "kernel", "T3_OOM_KILL_COUNT": fmt.Sprint(e.Count),
+			"T3_SEEN_MONOTONIC_USEC": fmt.Sprint(e.Seen.Microseconds())}
 		if !e.Known {
 			ev.emit(evOOMKill, f, "the kernel OOM-killed a process in the workload (not identified)")
 			return

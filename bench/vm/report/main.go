@@ -78,7 +78,7 @@ func main() {
 		fmt.Printf("\nworst GET / latency, t3-supervise / baseline: %.0f ms / %.0f ms = %.3f (goal: <= 1000 ms and <= 0.1)\n", s, b, s/b)
 	}
 	if lat := groups["event-latency "]; len(lat) > 0 {
-		var v []float64
+		var v, seen []float64
 		missing := 0
 		for _, r := range lat {
 			if x, ok := r.num("latency_ms"); ok {
@@ -86,9 +86,15 @@ func main() {
 			} else {
 				missing++
 			}
+			if x, ok := r.num("seen_ms"); ok {
+				seen = append(seen, x)
+			}
 		}
 		fmt.Printf("\nkernel oom_kill to the supervisor's journal entry, %d kills: median %.1f ms, worst %.1f ms, %d without an entry (goal: <= 100 ms)\n",
 			len(lat), median(v), maxOf(v), missing)
+		if len(seen) > 0 {
+			fmt.Printf("of which kernel oom_kill to the supervisor reading the counter: median %.1f ms, worst %.1f ms\n", median(seen), maxOf(seen))
+		}
 	}
 }
 
