@@ -178,8 +178,7 @@ func TestWatchMovesServerChildrenAndKillAllTakesEverything(t *testing.T) {
 	if got := cgroupOf(t, server.Process.Pid); got != tree.Base+"/"+ServerDir {
 		t.Fatalf("server started in %q", got)
 	}
-	w := &watcher{t: tree, cfg: WatchConfig{ServerPID: server.Process.Pid, AgentOOMAdj: 600},
-		out: make(chan Event, 16), leaves: map[string]bool{}, procs: map[int]Victim{}, gone: map[int]goneProc{}, kills: map[int]*pendingKill{}}
+	w := newWatcher(tree, WatchConfig{ServerPID: server.Process.Pid, AgentOOMAdj: 600})
 	// New processes get forkGrace to exec (and, if they are shims, to place themselves).
 	w.place(context.Background())
 	if len(w.out) != 0 {

@@ -134,6 +134,15 @@ func rss(pid int) uint64 {
 	return pages * uint64(os.Getpagesize())
 }
 
+// comm reads /proc/PID/comm, or returns old when the process is gone.
+func comm(pid int, old string) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	if err != nil {
+		return old
+	}
+	return strings.TrimSuffix(string(b), "\n")
+}
+
 // setOOMScoreAdj writes /proc/PID/oom_score_adj. Raising it needs no privilege; the OOM killer
 // then prefers the process over everything with a lower value (proc(5)), within a cgroup OOM
 // too: the score is RSS+swap+page tables plus adj/1000 of the cgroup's limit.

@@ -118,19 +118,22 @@ type goneProc struct {
 }
 
 type watcher struct {
-	t      *Tree
-	cfg    WatchConfig
-	out    chan Event
-	leaves map[string]bool
-	procs  map[int]Victim   // the last sample of every workload process, for naming victims
-	gone   map[int]goneProc // vanished since the last sample, not yet named
-	oom    uint64           // workload memory.events oom_kill seen so far
-	hot    bool             // near a limit: sample processes at PlaceInterval, not rarely
-	quiet  int              // sample ticks since the last process refresh while not hot
-	hist   []sample
-	kills  map[int]*pendingKill
-	seen   map[int]time.Time // when each process in server/ was first seen there
-	shim   os.FileInfo       // the supervisor's executable, to recognise shims
+	t       *Tree
+	cfg     WatchConfig
+	out     chan Event
+	leaves  map[string]bool
+	procs   map[int]Victim   // the last sample of every workload process, for naming victims
+	gone    map[int]goneProc // vanished since the last sample, not yet named
+	oom     uint64           // workload memory.events oom_kill seen so far
+	hot     bool             // near a limit: sample processes at PlaceInterval, not rarely
+	quiet   int              // sample ticks since the last process refresh while not hot
+	hist    []sample
+	kills   map[int]*pendingKill
+	seen    map[int]time.Time // when each process in server/ was first seen there
+	leafOOM map[string]uint64 // each agent leaf's own oom_kill counter at the last look
+	named   map[int]uint64    // victims already reported (pid -> start time): a dying victim can
+	// linger in its leaf for a while, and must be neither sampled again nor named twice
+	shim    os.FileInfo       // the supervisor's executable, to recognise shims
 }
 
 // isShim reports whether pid runs the supervisor's own executable (a shim not yet exec'd).
@@ -142,14 +145,19 @@ func (w *watcher) isShim(pid int) bool {
 	return err == nil && os.SameFile(st, w.shim)
 }
 
+func newWatcher(t *Tree, cfg WatchConfig) *watcher {
+	return &watcher{
+		t: t, cfg: cfg, out: make(chan Event, 64),
+		leaves: map[string]bool{}, procs: map[int]Victim{}, gone: map[int]goneProc{}, kills: map[int]*pendingKill{},
+		leafOOM: map[string]uint64{}, named: map[int]uint64{},
+	}
+}
+
 // Watch places agents, watches memory events and pressure, and kills on sustained pressure,
 // until ctx ends; then the channel is closed. One goroutine does all of it, so no state is shared.
 func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error) {
 	cfg.defaults()
-	w := &watcher{
-		t: t, cfg: cfg, out: make(chan Event, 64),
-		leaves: map[string]bool{}, procs: map[int]Victim{}, gone: map[int]goneProc{}, kills: map[int]*pendingKill{},
-	}
+	w := newWatcher(t, cfg)
 	if ev, err := t.memoryEvents(WorkloadDir); err == nil {
 		w.oom = ev.OOMKill
 	}
@@ -177,6 +185,12 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 				w.onMemoryEvents(ctx)
 			case <-place.C:
 				w.place(ctx)
+				if !w.hot {
+					// One small read: a balloon grows from nothing to memory.max in about a
+					// second, far faster than the 1 s samples notice.
+					cur, _ := w.t.readUint(WorkloadDir, "memory.current")
+					w.hot = w.nearLimits(sample{current: cur})
+				}
 				if w.hot {
 					w.refresh()
 				}
@@ -404,9 +418,18 @@ func (w *watcher) refresh() {
 	add := func(dir, leaf string) {
 		pids, _ := w.t.procs(dir)
 		for _, pid := range pids {
+			if start, dead := w.named[pid]; dead {
+				if st, err := readProcStat(pid); err == nil && st.Start == start {
+					continue // the victim, still dying
+				}
+				delete(w.named, pid) // a new process with a reused pid
+			}
 			v, ok := w.procs[pid]
 			if ok {
-				v.RSS = rss(pid)
+				// The name too: a tool renames itself after exec (prctl PR_SET_NAME; Claude
+				// Code's bundled rg shows up as its version, 2.1.205), so the first look may
+				// have seen its launcher's name.
+				v.RSS, v.Comm = rss(pid), comm(pid, v.Comm)
 			} else if v, ok = describe(pid); !ok {
 				continue
 			}
@@ -454,7 +477,10 @@ func (w *watcher) onMemoryEvents(ctx context.Context) {
 		w.emit(ctx, OOMKill{Victim: v, Known: true, Count: ev.OOMKill, Seen: seen})
 	}
 	for i := len(victims); i < int(n); i++ {
-		w.emit(ctx, OOMKill{Count: ev.OOMKill, Seen: seen})
+		w.emit(ctx, OOMKill{Victim: Victim{Leaf: w.leafOfKill()}, Count: ev.OOMKill, Seen: seen})
+	}
+	if len(victims) > 0 {
+		w.leafOfKill() // keep the per-leaf counters current
 	}
 	w.refresh()
 }
@@ -465,12 +491,33 @@ func (w *watcher) onMemoryEvents(ctx context.Context) {
 func (w *watcher) findVictims(n int) []Victim {
 	var cands []Victim
 	for _, g := range w.gone {
-		cands = append(cands, g.v)
+		if !w.wasNamed(g.v) {
+			cands = append(cands, g.v)
+		}
 	}
 	for pid, v := range w.procs {
+		if w.wasNamed(v) {
+			continue
+		}
 		st, err := readProcStat(pid)
 		if err != nil || st.Start != v.start || st.State == 'Z' || st.State == 'X' || sigkillPending(pid) {
 			cands = append(cands, v)
+		}
+	}
+	// A victim born after the last sample: still in its leaf with SIGKILL pending.
+	for _, leaf := range w.t.agentLeaves() {
+		pids, _ := w.t.procs(AgentsDir + "/" + leaf)
+		for _, pid := range pids {
+			if _, known := w.procs[pid]; known || !sigkillPending(pid) {
+				continue
+			}
+			if _, dead := w.named[pid]; dead {
+				continue
+			}
+			if v, ok := describe(pid); ok {
+				v.Leaf = leaf
+				cands = append(cands, v)
+			}
 		}
 	}
 	sort.Slice(cands, func(i, j int) bool { return cands[i].RSS > cands[j].RSS })
@@ -480,8 +527,37 @@ func (w *watcher) findVictims(n int) []Victim {
 	for _, v := range cands {
 		delete(w.procs, v.PID)
 		delete(w.gone, v.PID)
+		w.named[v.PID] = v.start
+	}
+	// Forget victims that are gone for good (their pid may be reused).
+	for pid, start := range w.named {
+		if st, err := readProcStat(pid); err != nil || st.Start != start {
+			delete(w.named, pid)
+		}
 	}
 	return cands
+}
+
+func (w *watcher) wasNamed(v Victim) bool {
+	start, ok := w.named[v.PID]
+	return ok && start == v.start
+}
+
+// leafOfKill names the agent leaf whose own oom_kill counter moved since the last look, for an
+// OOM kill whose victim could not be identified (it was born and died between two samples).
+func (w *watcher) leafOfKill() string {
+	found := ""
+	for _, leaf := range w.t.agentLeaves() {
+		ev, err := w.t.memoryEvents(AgentsDir + "/" + leaf)
+		if err != nil {
+			continue
+		}
+		if ev.OOMKill > w.leafOOM[leaf] && found == "" {
+			found = leaf
+		}
+		w.leafOOM[leaf] = ev.OOMKill
+	}
+	return found
 }
 
 // sample reads memory and pressure, decides on a pressure kill, and removes empty leaves.
@@ -511,16 +587,18 @@ func (w *watcher) sample(ctx context.Context, now time.Time) {
 	}
 }
 
-// nearLimits: within 10% of memory.high or memory.max, or over high in the last interval.
+// nearLimits: past half of memory.max or within 10% of memory.high, or over high in the last
+// interval. Near a limit every process is sampled at PlaceInterval, so that the one the OOM
+// killer takes can be named with its size at death.
 func (w *watcher) nearLimits(s sample) bool {
 	l := w.cfg.Limits
 	if n := len(w.hist); n >= 2 && w.hist[n-1].high > w.hist[n-2].high {
 		return true
 	}
-	near := func(cur uint64, lim Size) bool {
-		return lim.IsSet() && !lim.IsMax() && float64(cur) >= 0.9*float64(lim.N())
+	near := func(cur uint64, lim Size, share float64) bool {
+		return lim.IsSet() && !lim.IsMax() && float64(cur) >= share*float64(lim.N())
 	}
-	return near(s.agentCur, l.MemoryHigh) || near(s.current, l.MemoryMax)
+	return near(s.agentCur, l.MemoryHigh, 0.9) || near(s.current, l.MemoryMax, 0.5)
 }
 
 // pressureCheck kills the largest agent process when, for the whole window, agents/ stayed
