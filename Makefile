@@ -56,8 +56,9 @@ test-vm: build tools
 	test/vm/run test/vm/smoke
 	test/vm/run --busybox test/vm/busybox-smoke
 	test/vm/e2e
+	test/vm/e2e soak
 
-# 100 balloons and a fork bomb in the guest (RELIABILITY.md).
+# 100 balloons and a fork bomb in the guest (RELIABILITY.md); part of test-vm.
 test-soak: build tools
 	@test/deps $(PKGS_VM)
 	test/vm/e2e soak
