@@ -112,7 +112,10 @@ func TestVaultFaultMatrix(t *testing.T) {
 			recover: func(_ *testing.T, w *vaultWorld, _ *faultProxy) {
 				w.v.Policy("workstation-claude-"+w.user, "workstation/claude-users/"+w.user)
 			}},
-		{name: "token expired", class: "vault denied access"}, // the token's own TTL runs out
+		// The token's own TTL runs out: the outage starts then, not when the test starts, so
+		// "inject" is waiting for that moment (the healthy re-reads before it are no storm).
+		{name: "token expired", class: "vault denied access",
+			inject: func(w *vaultWorld, _ *faultProxy) { time.Sleep(time.Until(w.tokenExpires)) }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -131,6 +134,7 @@ func TestVaultFaultMatrix(t *testing.T) {
 					t.Fatal(err)
 				}
 				w.setVaultToken(sec.Auth.ClientToken)
+				w.tokenExpires = time.Now().Add(4 * time.Second)
 			}
 			f := newFaultProxy(t, w.v.Addr)
 			w.setenv("VAULT_ADDR=" + f.URL)

@@ -308,7 +308,12 @@ func emitCgroupEvent(ev *events, e cgroup.Event) {
 		f := fields{"T3_KILLER": "kernel", "T3_OOM_KILL_COUNT": fmt.Sprint(e.Count),
 			"T3_SEEN_MONOTONIC_USEC": fmt.Sprint(e.Seen.Microseconds())}
 		if !e.Known {
-			ev.emit(evOOMKill, f, "the kernel OOM-killed a process in the workload (not identified)")
+			where := "leaf unknown"
+			if e.Victim.Leaf != "" {
+				f["T3_CGROUP"] = e.Victim.Leaf
+				where = "in " + e.Victim.Leaf
+			}
+			ev.emit(evOOMKill, f, "the kernel OOM-killed a process in the workload that lived less than a sample (%s)", where)
 			return
 		}
 		victimFields(f, e.Victim)

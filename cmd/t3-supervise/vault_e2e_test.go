@@ -20,11 +20,12 @@ import (
 // token file at the default location.
 type vaultWorld struct {
 	*world
-	v          *vaulttest.Server
-	user       string
-	token      string                // the fake setup token in Vault
-	vaultToken string                // the user's Vault token, in the token file
-	persistent *vaulttest.Persistent // set when the server can be restarted
+	v            *vaulttest.Server
+	user         string
+	token        string                // the fake setup token in Vault
+	vaultToken   string                // the user's Vault token, in the token file
+	persistent   *vaulttest.Persistent // set when the server can be restarted
+	tokenExpires time.Time             // when vaultToken's TTL runs out, if it has one
 }
 
 // setVaultToken replaces the user's Vault token in the token file.
