@@ -257,9 +257,16 @@ func FuzzSecretPath(f *testing.F) {
 		if err != nil {
 			return
 		}
-		// Whatever is accepted names the user's own path and nothing that climbs out of it.
-		if !strings.Contains(p, user) || strings.Contains(p, "..") || strings.ContainsAny(p, "?#% \n\\") {
+		// Whatever is accepted names the user's own path and nothing that climbs out of it: no
+		// "." or ".." segment (a name like "a..b" climbs nowhere), nothing that would turn into a
+		// query, a fragment or an escape in the request URL.
+		if !strings.Contains(p, user) || strings.ContainsAny(p, "?#% \n\\") {
 			t.Fatalf("template %q user %q gave %q", tmpl, user, p)
+		}
+		for _, seg := range strings.Split(p, "/") {
+			if seg == "" || seg == "." || seg == ".." {
+				t.Fatalf("template %q user %q gave %q: segment %q", tmpl, user, p, seg)
+			}
 		}
 	})
 }
