@@ -23,6 +23,18 @@ import (
 
 func userPath(u string) string { return "workstation/claude-users/" + u }
 
+// aliceVault is a real Vault whose policy workstation-claude-alice reads alice's path only,
+// and whose path holds setup token tok unless tok is "".
+func aliceVault(t *testing.T, tok string) *vaulttest.Server {
+	t.Helper()
+	v := vaulttest.Start(t)
+	v.Policy("workstation-claude-alice", userPath("alice"))
+	if tok != "" {
+		v.Put(userPath("alice"), map[string]any{"setup_token": tok})
+	}
+	return v
+}
+
 func secretFile(t *testing.T, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "vault-token")
@@ -46,8 +58,7 @@ func resolveReal(t *testing.T, cfg Config) (Result, error) {
 
 func TestRealVaultOutcomes(t *testing.T) {
 	t.Parallel()
-	v := vaulttest.Start(t)
-	v.Policy("workstation-claude-alice", userPath("alice"))
+	v := aliceVault(t, "")
 	tok := vaulttest.FakeToken()
 	cfg := realConfig(t, v, v.Token(0, "workstation-claude-alice"))
 	kv := v.Client.KVv2("secret")
@@ -119,10 +130,8 @@ func TestRealVaultOutcomes(t *testing.T) {
 // away, and removed only by a confirmed opt-out.
 func TestRealVaultDecisionAndEnvFile(t *testing.T) {
 	t.Parallel()
-	v := vaulttest.Start(t)
-	v.Policy("workstation-claude-alice", userPath("alice"))
 	tok := vaulttest.FakeToken()
-	v.Put(userPath("alice"), map[string]any{"setup_token": tok})
+	v := aliceVault(t, tok)
 	cfg := realConfig(t, v, v.Token(0, "workstation-claude-alice"))
 	envFile := filepath.Join(t.TempDir(), ".config", "claude-auth-sync", "claude-oauth.env")
 
@@ -175,9 +184,7 @@ func TestRealVaultDecisionAndEnvFile(t *testing.T) {
 
 func TestRealVaultAuthOrderAndDenial(t *testing.T) {
 	t.Parallel()
-	v := vaulttest.Start(t)
-	v.Policy("workstation-claude-alice", userPath("alice"))
-	v.Put(userPath("alice"), map[string]any{"setup_token": vaulttest.FakeToken()})
+	v := aliceVault(t, vaulttest.FakeToken())
 	v.Put(userPath("bob"), map[string]any{"setup_token": vaulttest.FakeToken()})
 	good := v.Token(0, "workstation-claude-alice")
 	withToken := func(tok string) func(string) string { return env{"VAULT_ADDR": v.Addr, "VAULT_TOKEN": tok}.get }
@@ -250,9 +257,7 @@ func TestRealVaultAuthOrderAndDenial(t *testing.T) {
 
 func TestRealVaultPeriodicTokenKeptAlive(t *testing.T) {
 	t.Parallel()
-	v := vaulttest.Start(t)
-	v.Policy("workstation-claude-alice", userPath("alice"))
-	v.Put(userPath("alice"), map[string]any{"setup_token": vaulttest.FakeToken()})
+	v := aliceVault(t, vaulttest.FakeToken())
 	const period = 4 * time.Second
 	kept := v.Token(period, "workstation-claude-alice")
 	left := v.Token(period, "workstation-claude-alice")
@@ -310,9 +315,7 @@ func TestRealVaultPeriodicTokenKeptAlive(t *testing.T) {
 // An AppRole token that reaches its max TTL cannot be renewed further: KeepAlive logs in again.
 func TestRealVaultAppRoleLogsInAgain(t *testing.T) {
 	t.Parallel()
-	v := vaulttest.Start(t)
-	v.Policy("workstation-claude-alice", userPath("alice"))
-	v.Put(userPath("alice"), map[string]any{"setup_token": vaulttest.FakeToken()})
+	v := aliceVault(t, vaulttest.FakeToken())
 	roleID, secretID := v.AppRoleWith("alice", map[string]any{"token_ttl": "3s", "token_max_ttl": "5s", "secret_id_num_uses": 0}, "workstation-claude-alice")
 	cfg := Config{User: "alice", Timeout: 8 * time.Second, Getenv: env{"VAULT_ADDR": v.Addr}.get,
 		AppRoleRoleID: roleID, AppRoleSecretIDFile: secretFile(t, secretID)}
@@ -350,8 +353,7 @@ func TestRealVaultAppRoleLogsInAgain(t *testing.T) {
 // log in with, so it warns before the token dies, and reports denial after.
 func TestRealVaultTokenFileAtItsEnd(t *testing.T) {
 	t.Parallel()
-	v := vaulttest.Start(t)
-	v.Policy("workstation-claude-alice", userPath("alice"))
+	v := aliceVault(t, "")
 	sec, err := v.Client.Auth().Token().Create(&vault.TokenCreateRequest{
 		Policies: []string{"workstation-claude-alice"}, TTL: "6s", ExplicitMaxTTL: "9s"})
 	if err != nil {
@@ -388,9 +390,7 @@ func TestRealVaultTokenFileAtItsEnd(t *testing.T) {
 
 func TestRealVaultSealedAndStopped(t *testing.T) {
 	t.Parallel()
-	v := vaulttest.Start(t)
-	v.Policy("workstation-claude-alice", userPath("alice"))
-	v.Put(userPath("alice"), map[string]any{"setup_token": vaulttest.FakeToken()})
+	v := aliceVault(t, vaulttest.FakeToken())
 	// Long enough for the Vault client's own two retries of a 503 (about 1 s apart), so the
 	// answer that comes back is "sealed", not our timeout.
 	cfg := realConfig(t, v, v.Token(0, "workstation-claude-alice"))
