@@ -13,7 +13,7 @@ USAGE
   t3-supervise [flags] [--] [t3 arguments...]     (default t3 arguments: serve)
 
   systemd runs it as t3-supervise@USER.service, in place of "t3 serve":
-    t3-supervise --user alice -- serve --host 0.0.0.0 --port 3773 --base-dir /home/alice/.t3
+    t3-supervise --user alice -- serve --host 0.0.0.0 --port 3773 --base-dir ~alice/.t3
 
   It resolves the setup token of --user from Vault (KV v2, path from --vault-path-template,
   field --vault-field), writes it to --env-file for the user's other sessions, and starts t3
