@@ -94,23 +94,24 @@ type Victim struct {
 	start   uint64
 }
 
-// describe reads what an event names about a process. A process that is gone yields ok=false.
+// describe reads what an event names about a process; ok=false when it was gone before the
+// first read. Identity (stat), comm and RSS come first, from files that take no lock on the
+// process's memory map. The command line comes last: reading it takes the target's mmap_lock
+// (fs/proc/base.c, get_mm_cmdline → access_remote_vm), and the process about to be OOM-killed
+// holds that lock for read while it reclaims inside its page faults; once one of its threads
+// waits to write (the Go runtime mapping more heap), every new reader, ours too, waits behind it
+// until the kill. A process that dies meanwhile keeps what was read: seen once under VM soak, a
+// balloon whose first look ended that way was never named.
 func describe(pid int) (v Victim, ok bool) {
-	p, err := process.NewProcess(int32(pid))
-	if err != nil {
-		return v, false
-	}
-	v.PID = pid
-	v.Comm, _ = p.Name()
-	v.Cmdline, _ = p.Cmdline()
-	if mi, err := p.MemoryInfo(); err == nil {
-		v.RSS = mi.RSS
-	}
 	st, err := readProcStat(pid)
 	if err != nil {
 		return v, false
 	}
-	v.start = st.Start
+	v.PID, v.start = pid, st.Start
+	v.Comm, v.RSS = comm(pid, ""), rss(pid)
+	if p, err := process.NewProcess(int32(pid)); err == nil {
+		v.Cmdline, _ = p.Cmdline()
+	}
 	return v, true
 }
 

@@ -45,3 +45,20 @@ func FuzzParseProcStat(f *testing.F) {
 	f.Add([]byte("1 (x) S 0"))
 	f.Fuzz(func(t *testing.T, b []byte) { _, _ = parseProcStat(b) })
 }
+
+// describe names a live process by its identity, comm, command line and RSS, and refuses a pid
+// that is gone: the watch keeps only processes it could tell apart from a later pid reuse.
+func TestDescribe(t *testing.T) {
+	v, ok := describe(os.Getpid())
+	st, err := readProcStat(os.Getpid())
+	if !ok || err != nil || v.PID != os.Getpid() || v.start != st.Start {
+		t.Fatalf("self: %+v %v %v", v, ok, err)
+	}
+	want, _ := os.ReadFile("/proc/self/comm")
+	if v.Comm != strings.TrimSpace(string(want)) || !strings.Contains(v.Cmdline, os.Args[0]) || v.RSS == 0 {
+		t.Errorf("self: comm %q (want %q), cmdline %q, rss %d", v.Comm, want, v.Cmdline, v.RSS)
+	}
+	if _, ok := describe(1 << 30); ok {
+		t.Error("a missing pid was described")
+	}
+}
