@@ -131,9 +131,10 @@ type watcher struct {
 	kills   map[int]*pendingKill
 	seen    map[int]time.Time // when each process in server/ was first seen there
 	leafOOM map[string]uint64 // each agent leaf's own oom_kill counter at the last look
-	named   map[int]uint64    // victims already reported (pid -> start time): a dying victim can
-	// linger in its leaf for a while, and must be neither sampled again nor named twice
-	shim    os.FileInfo       // the supervisor's executable, to recognise shims
+	// Victims already reported (pid -> start time): a dying victim can linger in its leaf for
+	// a while, and must be neither sampled again nor named twice.
+	named map[int]uint64
+	shim  os.FileInfo // the supervisor's executable, to recognise shims
 }
 
 // isShim reports whether pid runs the supervisor's own executable (a shim not yet exec'd).

@@ -84,8 +84,8 @@ type World struct {
 	Vault     *vaulttest.Server
 	User      string   // the user t3-supervise runs as: the current one, or nobody under root
 	UserArgs  []string // the flags that make t3-supervise that user
-	Token     string // the fake setup token
-	VaultTok  string // the user's Vault token
+	Token     string   // the fake setup token
+	VaultTok  string   // the user's Vault token
 	Home      string
 	TokenFile string
 }
