@@ -5,6 +5,7 @@ package cgroup
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -60,5 +61,26 @@ func TestDescribe(t *testing.T) {
 	}
 	if _, ok := describe(1 << 30); ok {
 		t.Error("a missing pid was described")
+	}
+}
+
+// sharesServerMM tells a child still in the server's address space (between vfork and exec)
+// from one that has exec'd: the watch gives only the first the shim's grace.
+func TestSharesServerMM(t *testing.T) {
+	w := &watcher{cfg: WatchConfig{ServerPID: os.Getpid()}}
+	if !w.sharesServerMM(os.Getpid()) {
+		t.Fatal("kcmp(KCMP_VM) does not see a process share its own address space (CONFIG_KCMP?)")
+	}
+	child := exec.Command("sleep", "10")
+	if err := child.Start(); err != nil { // Start returns once the child has exec'd
+		t.Fatal(err)
+	}
+	defer child.Wait()
+	defer child.Process.Kill()
+	if w.sharesServerMM(child.Process.Pid) {
+		t.Error("an exec'd child counted as sharing the server's memory")
+	}
+	if (&watcher{}).sharesServerMM(os.Getpid()) {
+		t.Error("no server pid, yet a match")
 	}
 }

@@ -78,7 +78,8 @@ type WatchConfig struct {
 
 // shimGrace is how long the watch lets a shim place itself; forkGrace is how long it leaves any
 // new process alone first: between fork and exec a shim-to-be still runs the server's own
-// executable, and under load that window is not short.
+// executable, and under load that window is not short. A child that still shares the server's
+// memory has not exec'd yet at all, and gets shimGrace too (sharesServerMM).
 const (
 	shimGrace = 2 * time.Second
 	forkGrace = 300 * time.Millisecond
@@ -144,6 +145,22 @@ func (w *watcher) isShim(pid int) bool {
 	}
 	st, err := os.Stat("/proc/" + strconv.Itoa(pid) + "/exe")
 	return err == nil && os.SameFile(st, w.shim)
+}
+
+// kcmpVM is KCMP_VM of include/uapi/linux/kcmp.h; x/sys/unix has the syscall number only.
+const kcmpVM = 1
+
+// sharesServerMM reports whether pid still uses the server's address space: a child spawned
+// with vfork semantics (CLONE_VM|CLONE_VFORK: Go's os/exec, glibc's posix_spawn) that has not
+// reached exec. kcmp(2) answers from the kernel's pointers, reading nothing of either process; it
+// needs the same ptrace read access as /proc/PID/maps, which the supervisor has over its own
+// user's processes. Any error (no CONFIG_KCMP, the process gone) is "no".
+func (w *watcher) sharesServerMM(pid int) bool {
+	if w.cfg.ServerPID <= 0 {
+		return false
+	}
+	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(w.cfg.ServerPID), kcmpVM, 0, 0, 0)
+	return errno == 0 && r == 0
 }
 
 func newWatcher(t *Tree, cfg WatchConfig) *watcher {
@@ -320,7 +337,7 @@ func (w *watcher) place(ctx context.Context) {
 			first = now
 		}
 		seen[pid] = first
-		if age := now.Sub(first); age < forkGrace || (age < shimGrace && w.isShim(pid)) {
+		if age := now.Sub(first); age < forkGrace || (age < shimGrace && (w.isShim(pid) || w.sharesServerMM(pid))) {
 			continue
 		}
 		root := w.rootBelowServer(pid)
