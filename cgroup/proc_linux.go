@@ -17,8 +17,17 @@ import (
 type procStat struct {
 	PPID  int
 	State byte   // R, S, D, Z, ...
+	Flags uint64 // the kernel's PF_* flags of the task
 	Start uint64 // start time in clock ticks after boot: with the pid, a process's identity
 }
+
+// pfExiting is PF_EXITING (include/linux/sched.h): set when the task enters do_exit.
+const pfExiting = 0x4
+
+// dying: the process has begun to exit. An OOM victim spends a while there, freeing its memory,
+// between taking its SIGKILL (no longer pending) and becoming a zombie; a large one under load
+// for long enough that the watch reads its counter in that window.
+func (s procStat) dying() bool { return s.State == 'Z' || s.State == 'X' || s.Flags&pfExiting != 0 }
 
 // readProcStat parses /proc/PID/stat (proc(5)). comm, field 2, may contain spaces and ')', so
 // the fields are counted from the last ')'.
@@ -36,7 +45,8 @@ func parseProcStat(b []byte) (procStat, error) {
 		return procStat{}, fmt.Errorf("malformed stat %q", b)
 	}
 	f := strings.Fields(string(b[i+2:]))
-	// After comm: state(3) ppid(4) ... starttime(22), i.e. f[0]=state, f[1]=ppid, f[19]=starttime.
+	// After comm: state(3) ppid(4) ... flags(9) ... starttime(22), i.e. f[0]=state, f[1]=ppid,
+	// f[6]=flags, f[19]=starttime.
 	if len(f) < 20 || len(f[0]) != 1 {
 		return procStat{}, fmt.Errorf("malformed stat %q", b)
 	}
@@ -44,11 +54,15 @@ func parseProcStat(b []byte) (procStat, error) {
 	if err != nil {
 		return procStat{}, fmt.Errorf("stat ppid %q: %w", f[1], err)
 	}
+	flags, err := strconv.ParseUint(f[6], 10, 64)
+	if err != nil {
+		return procStat{}, fmt.Errorf("stat flags %q: %w", f[6], err)
+	}
 	start, err := strconv.ParseUint(f[19], 10, 64)
 	if err != nil {
 		return procStat{}, fmt.Errorf("stat starttime %q: %w", f[19], err)
 	}
-	return procStat{PPID: ppid, State: f[0][0], Start: start}, nil
+	return procStat{PPID: ppid, State: f[0][0], Flags: flags, Start: start}, nil
 }
 
 // LeafName names the agent leaf of the process tree rooted at pid: "<pid>-<starttime>", unique

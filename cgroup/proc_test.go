@@ -33,8 +33,16 @@ func TestParseProcStat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.PPID != 4200 || st.State != 'S' || st.Start != 987654 {
+	if st.PPID != 4200 || st.State != 'S' || st.Flags != 4194560 || st.Start != 987654 || st.dying() {
 		t.Errorf("%+v", st)
+	}
+	// PF_EXITING (0x4) in flags: an OOM victim freeing its memory, not yet a zombie.
+	st, err = parseProcStat([]byte("4242 (rg) R 4200 4242 4242 0 -1 4194564 100 0 0 0 1 2 0 0 20 0 1 0 987654 0 0 18446744073709551615\n"))
+	if err != nil || !st.dying() {
+		t.Errorf("exiting: %+v %v", st, err)
+	}
+	if st, _ := parseProcStat([]byte("4242 (rg) Z 4200 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 0 0 18446744073709551615\n")); !st.dying() {
+		t.Errorf("zombie: %+v", st)
 	}
 	if _, err := parseProcStat([]byte("1 (x) S 0")); err == nil {
 		t.Error("short stat accepted")

@@ -447,7 +447,12 @@ func (w *watcher) refresh() {
 				// The name too: a tool renames itself after exec (prctl PR_SET_NAME; Claude
 				// Code's bundled rg shows up as its version, 2.1.205), so the first look may
 				// have seen its launcher's name.
-				v.RSS, v.Comm = rss(pid), comm(pid, v.Comm)
+				// A process that has begun to exit reads 0 (exit_mm drops its mm first): the
+				// size it died with is the last one seen alive.
+				if r := rss(pid); r > 0 {
+					v.RSS = r
+				}
+				v.Comm = comm(pid, v.Comm)
 			} else if v, ok = describe(pid); !ok {
 				continue
 			}
@@ -504,7 +509,7 @@ func (w *watcher) onMemoryEvents(ctx context.Context) {
 }
 
 // findVictims names up to n processes the OOM killer just took: those of the last sample that
-// are gone now or carry a pending SIGKILL, largest first (the OOM killer picks by size, and
+// are gone now, dying, or carry a pending SIGKILL, largest first (the OOM killer picks by size, and
 // memory.oom.group=0 means one process per kill).
 func (w *watcher) findVictims(n int) []Victim {
 	var cands []Victim
@@ -518,15 +523,18 @@ func (w *watcher) findVictims(n int) []Victim {
 			continue
 		}
 		st, err := readProcStat(pid)
-		if err != nil || st.Start != v.start || st.State == 'Z' || st.State == 'X' || sigkillPending(pid) {
+		if err != nil || st.Start != v.start || st.dying() || sigkillPending(pid) {
 			cands = append(cands, v)
 		}
 	}
-	// A victim born after the last sample: still in its leaf with SIGKILL pending.
+	// A victim born after the last sample: still in its leaf, dying or with SIGKILL pending.
 	for _, leaf := range w.t.agentLeaves() {
 		pids, _ := w.t.procs(AgentsDir + "/" + leaf)
 		for _, pid := range pids {
-			if _, known := w.procs[pid]; known || !sigkillPending(pid) {
+			if _, known := w.procs[pid]; known {
+				continue
+			}
+			if st, err := readProcStat(pid); err != nil || !st.dying() && !sigkillPending(pid) {
 				continue
 			}
 			if _, dead := w.named[pid]; dead {
