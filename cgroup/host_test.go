@@ -160,21 +160,71 @@ func TestShimMovesItselfIntoItsOwnLeaf(t *testing.T) {
 	}
 }
 
-func TestWatchMovesServerChildrenAndKillAllTakesEverything(t *testing.T) {
-	tree := hostTree(t)
+// startServer starts the helper as a server in server/ and returns it with the children it
+// spawned there.
+func startServer(t *testing.T, tree *Tree) (server *exec.Cmd, kids []int) {
+	t.Helper()
 	server, out := startIn(t, tree, "server")
-	var kids []int
 	for {
 		line, err := out.ReadString('\n')
 		if err != nil {
 			t.Fatal(err)
 		}
 		if strings.HasPrefix(line, "ready") {
-			break
+			return server, kids
 		}
 		pid, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "child ")))
 		kids = append(kids, pid)
 	}
+}
+
+// A shim can leave server/ between the watch listing it and moving it; its leaf then exists
+// before the watch gets to it. The leaf is reported once, as the shim's, and gets its limits.
+func TestWatchLeavesAShimsLeafToTheShim(t *testing.T) {
+	tree := hostTree(t)
+	server, kids := startServer(t, tree)
+	defer server.Process.Kill()
+	if len(kids) < 2 {
+		t.Fatalf("the helper spawned %d children", len(kids))
+	}
+	w := newWatcher(tree, WatchConfig{ServerPID: server.Process.Pid, AgentOOMAdj: 600})
+	w.place(context.Background())
+	time.Sleep(forkGrace + 50*time.Millisecond)
+	// The shim makes its leaf after the watch's last look and before its next.
+	shimLeaf, _ := LeafName(kids[0])
+	if err := os.Mkdir(tree.Dir(AgentsDir+"/"+shimLeaf), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w.place(context.Background())
+	via := map[string][]string{}
+	for len(w.out) > 0 {
+		if ev, ok := (<-w.out).(AgentPlaced); ok {
+			via[ev.Leaf] = append(via[ev.Leaf], ev.Via)
+		}
+	}
+	watchLeaf, _ := LeafName(kids[1])
+	if got := strings.Join(via[shimLeaf], ","); got != "shim" {
+		t.Errorf("the shim's leaf reported as %q, want once as the shim's (all: %v)", got, via)
+	}
+	if got := strings.Join(via[watchLeaf], ","); got != "watch" {
+		t.Errorf("the watch's leaf reported as %q (all: %v)", got, via)
+	}
+	if !w.leaves[shimLeaf] {
+		t.Error("the shim's leaf was not taken over (limits not applied)")
+	}
+	for _, pid := range kids[:2] {
+		leaf, _ := LeafName(pid)
+		if got, want := cgroupOf(t, pid), tree.Base+"/"+AgentsDir+"/"+leaf; got != want {
+			t.Errorf("child %d in %q, want %q", pid, got, want)
+		}
+	}
+	tree.KillAll()
+	server.Wait()
+}
+
+func TestWatchMovesServerChildrenAndKillAllTakesEverything(t *testing.T) {
+	tree := hostTree(t)
+	server, kids := startServer(t, tree)
 	if got := cgroupOf(t, server.Process.Pid); got != tree.Base+"/"+ServerDir {
 		t.Fatalf("server started in %q", got)
 	}

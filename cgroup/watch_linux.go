@@ -406,12 +406,18 @@ func (w *watcher) rootBelowServer(pid int) int {
 	return pid
 }
 
+// ensureLeaf makes the agent leaf for a process the watch places. A leaf that already exists
+// but is not ours yet was made by a shim that got there first (its process left server/ after
+// the watch listed it): created=false, and the leaf scan in place applies its limits and
+// reports it as the shim's.
 func (w *watcher) ensureLeaf(leaf string) (created bool, err error) {
 	if w.leaves[leaf] {
 		return false, nil
 	}
 	dir := w.t.Dir(AgentsDir + "/" + leaf)
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+	if err := os.Mkdir(dir, 0o755); errors.Is(err, os.ErrExist) {
+		return false, nil
+	} else if err != nil {
 		return false, &Error{Path: dir, Err: err}
 	}
 	w.leaves[leaf] = true

@@ -13,7 +13,7 @@ contains() { [[ "$1" == *"$2"* ]]; }
 check() { # check NAME DETAIL CONDITION...
 	local name=$1 detail=$2
 	shift 2
-	if "$@"; then pass "$name $detail"; else fail "$name $detail"; fi
+	if "$@"; then pass "$name $detail"; else fail "$name $detail"; return 1; fi
 }
 
 # ---- install: what `make install` and an operator would put on a machine ------------------
