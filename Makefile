@@ -12,17 +12,24 @@ PKGS_VM := qemu-system-x86 qemu-utils mmdebstrap busybox-static cpio e2fsprogs k
 
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath
 
-.PHONY: all build tools deps vault demo test test-quick test-host test-vm test-soak fuzz bench install verify-unit clean
+.PHONY: all build tools deps node vault demo test test-quick test-host test-vm test-soak fuzz bench install verify-unit clean
 
 all: build
 
 build:
 	$(GOBUILD) -o bin/t3-supervise ./cmd/t3-supervise
 
-# Test-only programs: the stand-in t3 (also claude and the balloon tool) and the prober.
+# Test-only programs: the stand-in t3 (also claude and the balloon tool), the prober and the
+# stand-in of the Anthropic API (for the real claude).
 tools:
 	$(GOBUILD) -o bin/standin ./test/standin
 	$(GOBUILD) -o bin/prober ./test/prober
+	$(GOBUILD) -o bin/api-standin ./test/apistandin
+
+# Node and npm for the real Claude Code CLI and Agent SDK (test/claude/fetch, test/sdk/install).
+# The machines' Node comes with its own npm; Debian's npm is installed only where there is none.
+node:
+	@command -v node >/dev/null && command -v npm >/dev/null || test/deps nodejs npm
 
 deps:
 	@test/deps $(PKGS_HOST)
@@ -43,7 +50,7 @@ test-quick:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 
-test-host: deps build tools vault
+test-host: deps node build tools vault
 	test/host/run
 
 fuzz:

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"t3-supervise/internal/claudetest"
 )
 
 // The end-to-end tests build the real binary once and run it against a fake `t3`: this test
@@ -68,6 +70,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	code := m.Run()
+	claudetest.Remove()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -1,12 +1,13 @@
 // Package testenv decides whether a test that needs a real part of the world (a Vault server, a
-// systemd-journald, root, a cgroup v2 hierarchy with controllers) may run here.
+// systemd-journald, root, a cgroup v2 hierarchy, the real Claude Code CLI and Agent SDK) may run
+// here.
 //
 // A tier that the caller asked for and that is missing fails the test: CI sets T3S_REQUIRE, so a
 // tier cannot pass by silently skipping. A tier nobody asked for is skipped with a loud reason,
 // which keeps `go test ./...` usable on a laptop.
 //
-//	T3S_REQUIRE=vault,journald,root   tiers that must run (the Makefile's test targets set this)
-//	T3S_REQUIRE=all                    every tier
+//	T3S_REQUIRE=vault,journald,root,claude   tiers that must run (the Makefile's test targets set this)
+//	T3S_REQUIRE=all                           every tier
 package testenv
 
 import (
@@ -24,6 +25,7 @@ const (
 	Journald Tier = "journald" // a running systemd-journald reachable at /run/systemd/journal/socket
 	Root     Tier = "root"     // uid 0, to change users and write system files
 	Cgroup2  Tier = "cgroup2"  // a writable cgroup v2 hierarchy (the plumbing, not memory)
+	Claude   Tier = "claude"   // the real Claude Code CLI and the Agent SDK on Node (T3S_CLAUDE_BIN, T3S_SDK_DIR)
 )
 
 // Requested reports whether T3S_REQUIRE asks for tier.
