@@ -206,9 +206,11 @@ func TestClaudeOptOutUsesTheUsersOwnLogin(t *testing.T) {
 	if err := w.v.Client.KVv2("secret").DeleteMetadata(context.Background(), "workstation/claude-users/"+w.user); err != nil {
 		t.Fatal(err)
 	}
+	// An inherited token, even one an operator let through the allowlist (as the old unit's
+	// EnvironmentFile= of the env file did), is not the user's: dropped.
 	foreign := vaulttest.FakeToken()
 	w.setenv("CLAUDE_CODE_OAUTH_TOKEN=" + foreign)
-	p := w.serve()
+	p := w.serve("--env-allow-extra=CLAUDE_CODE_OAUTH_TOKEN")
 
 	s := w.sdk.Turn(t, "run the script", turnLimit)
 	if len(s.Results) != 1 || !s.Results[0].IsError || !strings.Contains(s.Results[0].Result, "Not logged in") {

@@ -11,6 +11,8 @@ import (
 	"io/fs"
 	"os"
 	"regexp"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -232,18 +234,25 @@ func (p *plan) buildCommand(cfg *config, ev *events) error {
 	if !p.decision.Inject.IsZero() {
 		set[tokenVar] = p.decision.Inject.Reveal()
 	}
-	if inherited, ok := supervise.Lookup(cfg.environ, tokenVar); ok {
+	parent, alsoDropped := cfg.environ, []string(nil)
+	if inherited, ok := supervise.Lookup(parent, tokenVar); ok {
 		// Only the user's own path may supply the token (the old unit's EnvironmentFile= loaded
 		// claude-oauth.env, so an inherited copy of that is expected and harmless).
 		if inherited == p.decision.Inject.Reveal() && !p.decision.Inject.IsZero() {
 			p.Credential.Inherited = "same as the user's own (replaced)"
 		} else {
 			p.Credential.Inherited = "dropped"
+			alsoDropped = append(alsoDropped, tokenVar)
 			ev.emit(evInheritedDropped, fields{"T3_TOKEN_FINGERPRINT": creds.NewSecret(inherited).Fingerprint()},
 				"an inherited %s that did not come from %s was dropped", tokenVar, p.Credential.Path)
 		}
+		// Whatever --env-allow says: let through, it would reach an opted-out user's claude,
+		// which prefers it to the user's own login.
+		parent = without(parent, tokenVar)
 	}
-	env, dropped := supervise.BuildEnv(cfg.environ, cfg.EnvAllow, set)
+	env, dropped := supervise.BuildEnv(parent, cfg.EnvAllow, set)
+	dropped = append(dropped, alsoDropped...)
+	sort.Strings(dropped)
 	p.env, p.EnvDropped = env, dropped
 	if p.EnvDropped == nil {
 		p.EnvDropped = []string{}
@@ -268,6 +277,11 @@ func (p *plan) buildCommand(cfg *config, ev *events) error {
 	}
 	p.Argv = append([]string{bin}, cfg.T3Args...)
 	return nil
+}
+
+// without returns env (KEY=VALUE entries) without the entries of name.
+func without(env []string, name string) []string {
+	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, name+"=") })
 }
 
 // secretName matches variables whose value the dry-run must not print.
