@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -298,4 +299,76 @@ func wantUnitRestartsOn(t *testing.T, code int) {
 			t.Errorf("RestartPreventExitStatus=%s holds %d: systemd would not restart the unit", prevented, code)
 		}
 	}
+}
+
+// outranking sets ANTHROPIC_API_KEY and ANTHROPIC_AUTH_TOKEN in the supervisor's environment and
+// returns their values and the flag that lets them through to t3.
+func (w *claudeWorld) outranking() (apiKey, authToken, allow string) {
+	apiKey, authToken = "sk-ant-api03-"+randomHex(24), "t3s-test-auth-"+randomHex(16)
+	w.setenv("ANTHROPIC_API_KEY="+apiKey, "ANTHROPIC_AUTH_TOKEN="+authToken)
+	return apiKey, authToken, "--env-allow-extra=ANTHROPIC_API_KEY,ANTHROPIC_AUTH_TOKEN"
+}
+
+// ANTHROPIC_API_KEY and ANTHROPIC_AUTH_TOKEN outrank CLAUDE_CODE_OAUTH_TOKEN in claude: let
+// through to t3 (--env-allow-extra) while the user's token is injected, they would make the
+// token silently unused. They are dropped, with a warning each, and the dry run shows it.
+func TestClaudeOutrankingCredentialsAreDropped(t *testing.T) {
+	w := newClaudeWorld(t)
+	apiKey, authToken, allow := w.outranking()
+
+	code, dry := w.run(w.serveArgs(allow, "--dry-run")...)
+	out := dry.stdout.String()
+	if code != 0 || !strings.Contains(out, "outranking  ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN: dropped") ||
+		strings.Contains(out, "ANTHROPIC_API_KEY=") || strings.Contains(out, "ANTHROPIC_AUTH_TOKEN=") {
+		t.Errorf("dry run (exit %d) does not show both dropped:\n%s", code, out)
+	}
+	code, dry = w.run(w.serveArgs(allow, "--dry-run", "--output", "json")...)
+	var plan struct {
+		Credential struct {
+			Outranking []string `json:"outranking_dropped"`
+		} `json:"credential"`
+		Env []envVar `json:"env"`
+	}
+	if err := json.Unmarshal(dry.stdout.Bytes(), &plan); code != 0 || err != nil {
+		t.Fatalf("json dry run: exit %d %v\n%s", code, err, dry.stdout)
+	}
+	if strings.Join(plan.Credential.Outranking, ",") != "ANTHROPIC_API_KEY,ANTHROPIC_AUTH_TOKEN" {
+		t.Errorf("json dry run: outranking_dropped %q", plan.Credential.Outranking)
+	}
+	for _, e := range plan.Env {
+		if strings.HasPrefix(e.Name, "ANTHROPIC_") && e.Name != "ANTHROPIC_BASE_URL" {
+			t.Errorf("json dry run: %s in t3's environment", e.Name)
+		}
+	}
+
+	p := w.serve(allow)
+	s := w.sdk.Turn(t, "run the script", turnLimit)
+	w.wantToolRan(s, 0)
+	w.wantOnly(0, "Bearer "+w.token, "")
+	if n := strings.Count(p.stderr.String(), "warning credential_override_dropped"); n != 2 {
+		t.Errorf("%d credential_override_dropped warnings, want 2:\n%s", n, p.stderr)
+	}
+	w.stop(p)
+	for _, secret := range []string{apiKey, authToken} {
+		w.scanForToken(secret)
+	}
+}
+
+// For an opted-out user nothing is injected, so nothing is outranked: an API key the operator
+// lets through is that user's normal credential, and claude uses it.
+func TestClaudeOptOutKeepsAnAllowedAPIKey(t *testing.T) {
+	w := newClaudeWorld(t)
+	if err := w.v.Client.KVv2("secret").DeleteMetadata(context.Background(), "workstation/claude-users/"+w.user); err != nil {
+		t.Fatal(err)
+	}
+	apiKey := "sk-ant-api03-" + randomHex(24)
+	w.setenv("ANTHROPIC_API_KEY=" + apiKey)
+	p := w.serve("--env-allow-extra=ANTHROPIC_API_KEY")
+	s := w.sdk.Turn(t, "run the script", turnLimit)
+	w.wantToolRan(s, 0)
+	w.wantOnly(0, "", apiKey)
+	if strings.Contains(p.stderr.String(), "credential_override_dropped") {
+		t.Errorf("an opted-out user's API key was reported as dropped:\n%s", p.stderr)
+	}
+	w.stop(p)
 }

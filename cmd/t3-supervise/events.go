@@ -36,6 +36,7 @@ var (
 	evCredFallback     = eventKind{"credential_fallback", "84bd3c4ef12b469cbcc192a361fe5ab0", journal.PriWarning}
 	evCredFailed       = eventKind{"credential_failed", "4bab1a2450de4101bd017618dec8d0ae", journal.PriErr}
 	evInheritedDropped = eventKind{"inherited_token_dropped", "7e6b8849461f4b72ac59d92c71a1e9da", journal.PriWarning}
+	evOverrideDropped  = eventKind{"credential_override_dropped", "e827ae25852b4d07bf09c4c6e59bf458", journal.PriWarning}
 	evEnvFileWritten   = eventKind{"env_file_written", "d0d45b43cc8a4d53b4cc9302dc9e7892", journal.PriInfo}
 	evEnvFileRemoved   = eventKind{"env_file_removed", "af8b53ef9d4b45ef8dec702b192bf296", journal.PriNotice}
 	evEnvFileFailed    = eventKind{"env_file_failed", "a2783bce625a40888e0b2f7259aefcb4", journal.PriErr}
@@ -68,7 +69,7 @@ var (
 // eventKinds lists every kind, for the catalog test and the --help text.
 var eventKinds = []eventKind{
 	evStarting, evConfigInvalid, evCredFound, evCredOptOut, evCredDeleted, evCredFallback,
-	evCredFailed, evInheritedDropped, evEnvFileWritten, evEnvFileRemoved, evEnvFileFailed,
+	evCredFailed, evInheritedDropped, evOverrideDropped, evEnvFileWritten, evEnvFileRemoved, evEnvFileFailed,
 	evVaultRenewed, evVaultRenewFailed, evChildStarted, evExecFailed, evChildExited, evSignal,
 	evStopping, evStopEscalated, evStopped, evInternal, evCgroupReady, evCgroupFailed,
 	evCgroupWarning, evAgentPlaced, evAgentLeafRemoved, evOOMKill, evPressureKill, evServerReady,

@@ -47,7 +47,12 @@ ENVIRONMENT
   VAULT_SKIP_VERIFY, VAULT_TLS_SERVER_NAME, VAULT_CLIENT_TIMEOUT, VAULT_MAX_RETRIES
                           as for the Vault CLI
   CLAUDE_CODE_OAUTH_TOKEN an inherited value is never passed on unless it equals the user's own
-                          token from Vault; otherwise it is dropped with a warning
+                          token from Vault; otherwise it is dropped with a warning, whatever
+                          --env-allow says
+  ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN
+                          Claude Code prefers either to CLAUDE_CODE_OAUTH_TOKEN: while the user's
+                          token is injected they are dropped with a warning even when --env-allow
+                          lets them through; for an opted-out user they pass as allowed
   NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID, JOURNAL_STREAM
                           systemd's; they tell t3-supervise how to talk to systemd and journald
   The child gets only the variables matched by --env-allow (and --env-allow-extra), plus

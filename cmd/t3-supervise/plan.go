@@ -24,6 +24,12 @@ import (
 // tokenVar is the variable Claude Code reads its long-lived setup token from.
 const tokenVar = "CLAUDE_CODE_OAUTH_TOKEN"
 
+// outranking are the variables Claude Code prefers to tokenVar: with either one set, the
+// injected token goes unused and nothing says so (seen with the real 2.1.328 against the API
+// stand-in: ANTHROPIC_API_KEY is sent as x-api-key, ANTHROPIC_AUTH_TOKEN as the bearer). They
+// reach t3 only when an operator lets them through --env-allow or --env-allow-extra.
+var outranking = []string{"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"}
+
 // plan is everything a run will do, computed before anything is changed. --dry-run prints it;
 // a real run carries it out. One value, one code path: what the dry-run shows is what happens.
 type plan struct {
@@ -54,6 +60,8 @@ type credentialPlan struct {
 	Fingerprint string `json:"fingerprint,omitempty"`
 	Fallback    string `json:"fallback_reason,omitempty"`
 	Inherited   string `json:"inherited_token"`
+	// Outranking lists the variables of outranking that were dropped because a token is injected.
+	Outranking []string `json:"outranking_dropped"`
 }
 
 type envFilePlan struct {
@@ -112,7 +120,7 @@ func credError(err error) *runError {
 func prepare(ctx context.Context, cfg *config, ev *events) (*plan, error) {
 	p := &plan{User: cfg.User, EnvFile: envFilePlan{Path: cfg.EnvFile}}
 	secretPath, _ := cfg.Creds.SecretPath() // validated in parseConfig
-	p.Credential = credentialPlan{Path: secretPath, VaultAddr: vaultAddr(cfg), Inherited: "absent"}
+	p.Credential = credentialPlan{Path: secretPath, VaultAddr: vaultAddr(cfg), Inherited: "absent", Outranking: []string{}}
 
 	if err := p.resolveCredential(ctx, cfg, ev); err != nil {
 		return p.fail(err)
@@ -251,6 +259,10 @@ func (p *plan) buildCommand(cfg *config, ev *events) error {
 		parent = without(parent, tokenVar)
 	}
 	env, dropped := supervise.BuildEnv(parent, cfg.EnvAllow, set)
+	if !p.decision.Inject.IsZero() {
+		env, p.Credential.Outranking = p.dropOutranking(env, ev)
+		alsoDropped = append(alsoDropped, p.Credential.Outranking...)
+	}
 	dropped = append(dropped, alsoDropped...)
 	sort.Strings(dropped)
 	p.env, p.EnvDropped = env, dropped
@@ -277,6 +289,29 @@ func (p *plan) buildCommand(cfg *config, ev *events) error {
 	}
 	p.Argv = append([]string{bin}, cfg.T3Args...)
 	return nil
+}
+
+// dropOutranking removes the outranking variables from env, with a warning for each: the
+// user's token is injected, and they would make claude use another credential instead. For an
+// opted-out user (nothing injected) they stay: an API key the operator lets through is then that
+// user's normal credential.
+func (p *plan) dropOutranking(env []string, ev *events) (kept, removed []string) {
+	removed = []string{}
+	for _, kv := range env {
+		name, val, _ := strings.Cut(kv, "=")
+		if !slices.Contains(outranking, name) {
+			kept = append(kept, kv)
+			continue
+		}
+		removed = append(removed, name)
+		f := fields{"T3_ENV_NAME": name}
+		if val != "" {
+			f["T3_TOKEN_FINGERPRINT"] = creds.NewSecret(val).Fingerprint()
+		}
+		ev.emit(evOverrideDropped, f, "%s was dropped: it would outrank the %s from %s, and claude would use it instead of the user's own token",
+			name, tokenVar, p.Credential.Path)
+	}
+	return kept, removed
 }
 
 // without returns env (KEY=VALUE entries) without the entries of name.
@@ -317,6 +352,9 @@ func (p *plan) print(w io.Writer, asJSON bool) {
 		fmt.Fprintf(w, "  fallback    %s\n", c.Fallback)
 	}
 	fmt.Fprintf(w, "  inherited   %s: %s\n", tokenVar, c.Inherited)
+	if len(c.Outranking) > 0 {
+		fmt.Fprintf(w, "  outranking  %s: dropped (claude would use them instead of the injected %s)\n", strings.Join(c.Outranking, ", "), tokenVar)
+	}
 	if p.EnvFile.Action != "" {
 		fmt.Fprintf(w, "env file\n  %s  %s\n", p.EnvFile.Action, p.EnvFile.Path)
 	}
