@@ -63,6 +63,14 @@ func newClaudeWorld(t *testing.T) *claudeWorld {
 	return w
 }
 
+// optOut removes the user's secret from Vault, every version: the user has opted out.
+func (w *claudeWorld) optOut() {
+	w.t.Helper()
+	if err := w.v.Client.KVv2("secret").DeleteMetadata(context.Background(), "workstation/claude-users/"+w.user); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
 func freeLoopbackPort(t *testing.T) int {
 	t.Helper()
 	srv := httptest.NewServer(nil)
@@ -204,9 +212,7 @@ func TestClaudeSendsTheUsersTokenFromVault(t *testing.T) {
 // with the user's own ~/.claude/.credentials.json it sends that login's access token.
 func TestClaudeOptOutUsesTheUsersOwnLogin(t *testing.T) {
 	w := newClaudeWorld(t)
-	if err := w.v.Client.KVv2("secret").DeleteMetadata(context.Background(), "workstation/claude-users/"+w.user); err != nil {
-		t.Fatal(err)
-	}
+	w.optOut()
 	// An inherited token, even one an operator let through the allowlist (as the old unit's
 	// EnvironmentFile= of the env file did), is not the user's: dropped.
 	foreign := vaulttest.FakeToken()
@@ -358,9 +364,7 @@ func TestClaudeOutrankingCredentialsAreDropped(t *testing.T) {
 // lets through is that user's normal credential, and claude uses it.
 func TestClaudeOptOutKeepsAnAllowedAPIKey(t *testing.T) {
 	w := newClaudeWorld(t)
-	if err := w.v.Client.KVv2("secret").DeleteMetadata(context.Background(), "workstation/claude-users/"+w.user); err != nil {
-		t.Fatal(err)
-	}
+	w.optOut()
 	apiKey := "sk-ant-api03-" + randomHex(24)
 	w.setenv("ANTHROPIC_API_KEY=" + apiKey)
 	p := w.serve("--env-allow-extra=ANTHROPIC_API_KEY")

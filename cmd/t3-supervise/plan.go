@@ -308,8 +308,7 @@ func (p *plan) dropOutranking(env []string, ev *events) (kept, removed []string)
 		if val != "" {
 			f["T3_TOKEN_FINGERPRINT"] = creds.NewSecret(val).Fingerprint()
 		}
-		ev.emit(evOverrideDropped, f, "%s was dropped: it would outrank the %s from %s, and claude would use it instead of the user's own token",
-			name, tokenVar, p.Credential.Path)
+		ev.emit(evOverrideDropped, f, "%s was dropped: claude would use it instead of the user's own token in %s", name, tokenVar)
 	}
 	return kept, removed
 }
