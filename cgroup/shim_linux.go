@@ -13,13 +13,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// unifiedMount is where the kernel's unified hierarchy is mounted: DefaultMount on a pure v2
+// UnifiedMount is where the kernel's unified hierarchy is mounted: DefaultMount on a pure v2
 // host; on a hybrid one (systemd.unified_cgroup_hierarchy=0) systemd mounts it at
 // /sys/fs/cgroup/unified, under a tmpfs of v1 hierarchies. Only the filesystem magic decides
 // (statfs(2)), never the environment. A supervisor does not run its subtree on a hybrid host
 // (Discover refuses one), but the host test tier builds one on the unified hierarchy and
 // proves the shim there with the real claude.
-func unifiedMount() string {
+func UnifiedMount() string {
 	for _, m := range []string{DefaultMount, DefaultMount + "/unified"} {
 		var st unix.Statfs_t
 		if unix.Statfs(m, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
@@ -47,7 +47,7 @@ type ShimResult struct {
 // one outside any supervisor's workload is left alone.
 func EnterAgentLeaf(procSelfCgroup io.Reader, mount string, adj int) (ShimResult, error) {
 	if mount == "" {
-		mount = unifiedMount()
+		mount = UnifiedMount()
 	}
 	sc, err := ParseProcCgroup(procSelfCgroup)
 	if err != nil {

@@ -33,16 +33,11 @@ import (
 // hierarchy of this host (/sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid one).
 func unifiedTree(t *testing.T) *cgroup.Tree {
 	t.Helper()
-	mount := ""
-	for _, m := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
-		var st unix.Statfs_t
-		if unix.Statfs(m, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC && unix.Access(m, unix.W_OK) == nil {
-			mount = m
-			break
-		}
-	}
+	// Where the shim looks, too.
+	mount := cgroup.UnifiedMount()
+	var st unix.Statfs_t
 	missing := ""
-	if mount == "" {
+	if unix.Statfs(mount, &st) != nil || st.Type != unix.CGROUP2_SUPER_MAGIC || unix.Access(mount, unix.W_OK) != nil {
 		missing = "no writable cgroup2 mount at /sys/fs/cgroup or /sys/fs/cgroup/unified"
 	}
 	testenv.Need(t, testenv.Cgroup2, missing)
