@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -73,11 +74,12 @@ func (w *claudeWorld) optOut() {
 
 func freeLoopbackPort(t *testing.T) int {
 	t.Helper()
-	srv := httptest.NewServer(nil)
-	defer srv.Close()
-	_, port, _ := strings.Cut(strings.TrimPrefix(srv.URL, "http://"), ":")
-	n, _ := strconv.Atoi(port)
-	return n
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 // serveArgs is what a unit's ExecStart= would say, for the SDK stand-in as t3.
@@ -127,7 +129,7 @@ func fingerprints(m map[string]int) []string {
 }
 
 // wantOnly fails t unless every credentialed request since from carried exactly the
-// Authorization header auth (none at all: "") and the x-api-key key, and there was at least one
+// Authorization header auth and the x-api-key key ("": none at all), and there was at least one
 // Messages API request.
 func (w *claudeWorld) wantOnly(from int, auth, key string) {
 	w.t.Helper()
@@ -135,20 +137,16 @@ func (w *claudeWorld) wantOnly(from int, auth, key string) {
 	if c.messages == 0 {
 		w.t.Errorf("no Messages API request reached the stand-in")
 	}
-	wantAuth, wantKeys := map[string]int{}, map[string]int{}
-	if auth != "" {
-		wantAuth[auth] = 0
-	}
-	if key != "" {
-		wantKeys[key] = 0
-	}
-	for got, want := range map[*map[string]int]map[string]int{&c.auth: wantAuth, &c.keys: wantKeys} {
-		ok := len(*got) == len(want)
-		for v := range want {
-			ok = ok && (*got)[v] > 0
-		}
-		if !ok {
-			w.t.Errorf("the API stand-in saw %v, want only %v", fingerprints(*got), fingerprints(want))
+	for _, h := range []struct {
+		name string
+		got  map[string]int
+		want string
+	}{{"Authorization", c.auth, auth}, {"x-api-key", c.keys, key}} {
+		switch {
+		case h.want == "" && len(h.got) != 0:
+			w.t.Errorf("%s: the API stand-in saw %v, want none", h.name, fingerprints(h.got))
+		case h.want != "" && (len(h.got) != 1 || h.got[h.want] == 0):
+			w.t.Errorf("%s: the API stand-in saw %v, want only %s", h.name, fingerprints(h.got), anthropicapi.Fingerprint(h.want))
 		}
 	}
 }
