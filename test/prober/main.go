@@ -3,6 +3,7 @@
 // is killed next to t3 serve) and at the end says what a client would have felt.
 //
 //	prober --url http://127.0.0.1:3773/ [--interval 50ms] [--timeout 2s] [--duration 60s] [--json]
+//	       [--samples FILE]
 //
 // It probes until --duration has passed (0: no limit) or SIGTERM/SIGINT arrives, then prints on
 // stdout one machine-readable line and one line for people:
@@ -14,6 +15,15 @@
 // probe failed. With --json stdout holds only one JSON object instead (fields below) and the
 // human line goes to stderr. While it runs, stderr gets a line when the server stops answering
 // and when it answers again.
+//
+// With --samples (Linux only) FILE also gets every probe, one line each, in the order they ran:
+//
+//	START_US LATENCY_US KIND
+//
+// START_US is when the probe started on CLOCK_MONOTONIC in microseconds, the clock of journald's
+// __MONOTONIC_TIMESTAMP and of the supervisor's T3_SEEN_MONOTONIC_USEC, so a probe can be put
+// next to an event of the same boot; LATENCY_US is its latency as defined below; KIND is "ok" or
+// the failure's kind. FILE is created before the first probe and written at the end.
 //
 // Definitions:
 //   - A probe is one GET on a new connection (no keep-alive: a kept-alive connection can outlive
@@ -29,7 +39,8 @@
 //     the end of the run. A healthy server shows about one interval plus one latency.
 //   - A probe cut off by the end of the run is not counted.
 //
-// Exit status: 0 after a run, whatever it measured; 2 for a usage error.
+// Exit status: 0 after a run, whatever it measured; 1 when the --samples file cannot be written;
+// 2 for a usage error (an unusable --samples path included).
 package main
 
 import (
@@ -60,6 +71,7 @@ type config struct {
 	Timeout  time.Duration
 	Duration time.Duration // 0: until the context ends
 	JSON     bool
+	Samples  string // "": none
 }
 
 // parseFlags reads and checks the command line; flag.ErrHelp after --help.
@@ -72,6 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.Timeout, "timeout", 2*time.Second, "how long one probe may take")
 	fs.DurationVar(&c.Duration, "duration", 60*time.Second, "how long to probe; 0: until SIGTERM or SIGINT")
 	fs.BoolVar(&c.JSON, "json", false, "print the result as one JSON object on stdout")
+	fs.StringVar(&c.Samples, "samples", "", "write every probe to this file: start (CLOCK_MONOTONIC, µs), latency (µs), kind")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -105,6 +118,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "prober: %v\n", err)
 		return 2
 	}
+	var file *os.File
+	var clk monoClock
+	if cfg.Samples != "" {
+		if clk, err = readMonoClock(); err == nil {
+			file, err = os.Create(cfg.Samples)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "prober: --samples %s: %v\n", cfg.Samples, err)
+			return 2
+		}
+	}
 	if cfg.Duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
@@ -120,9 +144,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "prober: %v\n", err)
 		}
 		fmt.Fprintln(stderr, st.humanLine())
-		return 0
+	} else {
+		fmt.Fprintln(stdout, st.probeLine())
+		fmt.Fprintln(stdout, st.humanLine())
 	}
-	fmt.Fprintln(stdout, st.probeLine())
-	fmt.Fprintln(stdout, st.humanLine())
+	if file != nil {
+		err := writeSamples(file, samples, clk)
+		if cerr := file.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "prober: --samples %s: %v\n", cfg.Samples, err)
+			return 1
+		}
+	}
 	return 0
 }

@@ -230,3 +230,20 @@ func TestFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteSamples(t *testing.T) {
+	t0 := time.Date(2026, 7, 8, 12, 0, 0, 0, time.UTC)
+	ms := time.Millisecond
+	clk := monoClock{at: t0.Add(time.Second), mono: 5 * time.Second}
+	samples := []sample{
+		{start: t0, latency: 12345 * time.Microsecond},
+		{start: t0.Add(1050 * ms), latency: 2 * time.Second, kind: kindTimeout, err: context.DeadlineExceeded},
+	}
+	var b bytes.Buffer
+	if err := writeSamples(&b, samples, clk); err != nil {
+		t.Fatal(err)
+	}
+	if want := "4000000 12345 ok\n5050000 2000000 timeout\n"; b.String() != want {
+		t.Errorf("samples\n%s\nwant\n%s", b.String(), want)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -216,6 +217,29 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	}
 	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
 	return sorted[min(max(rank, 1), len(sorted))-1]
+}
+
+// monoClock pairs a reading of CLOCK_MONOTONIC with a time.Time taken at the same moment: Go
+// does not expose the absolute value of its monotonic clock, but differences between Times are
+// measured on it, so any sample's start maps onto CLOCK_MONOTONIC through this pair.
+type monoClock struct {
+	at   time.Time
+	mono time.Duration
+}
+
+func (c monoClock) of(t time.Time) time.Duration { return c.mono + t.Sub(c.at) }
+
+// writeSamples writes one line per sample: start on CLOCK_MONOTONIC, latency (both in µs), kind.
+func writeSamples(out io.Writer, samples []sample, clk monoClock) error {
+	w := bufio.NewWriter(out)
+	for _, s := range samples {
+		kind := s.kind
+		if s.ok() {
+			kind = "ok"
+		}
+		fmt.Fprintf(w, "%d %d %s\n", clk.of(s.start).Microseconds(), s.latency.Microseconds(), kind)
+	}
+	return w.Flush()
 }
 
 // probeLine is the machine-readable line.
