@@ -420,11 +420,17 @@ func TestServeEndToEnd(t *testing.T) {
 		PID, Agent  int
 		Comm        string
 		Rate, Limit int64
+		Started     int64 `json:"started_monotonic_usec"`
 	}
+	before := monotonicUsec()
 	s.api("POST", "/_standin/balloon?agent=0&rate=64M&limit=8M&comm=2.1.205", &balloon)
+	after := monotonicUsec()
 	tool := balloon.PID
 	if balloon.Agent != 0 || balloon.Comm != "2.1.205" || balloon.Rate != 64<<20 || balloon.Limit != 8<<20 {
 		t.Errorf("balloon answer %+v", balloon)
+	}
+	if balloon.Started < before || balloon.Started > after {
+		t.Errorf("balloon started at %d µs, not on CLOCK_MONOTONIC within the request [%d, %d]", balloon.Started, before, after)
 	}
 	waitFor(t, "the balloon's RssAnon to reach 8 MiB", func() bool { return statusKB(tool, "RssAnon") >= 8<<10 })
 	time.Sleep(200 * time.Millisecond) // it must stop at its limit
@@ -568,7 +574,15 @@ func TestServeSlowStartDropAndExit(t *testing.T) {
 	// The server itself balloons.
 	pid := s.cmd.Process.Pid
 	before := statusKB(pid, "RssAnon")
-	s.api("POST", "/_standin/balloon-self?rate=256M&limit=16M", nil)
+	var self struct {
+		PID     int
+		Started int64 `json:"started_monotonic_usec"`
+	}
+	t0 := monotonicUsec()
+	s.api("POST", "/_standin/balloon-self?rate=256M&limit=16M", &self)
+	if self.PID != pid || self.Started < t0 || self.Started > monotonicUsec() {
+		t.Errorf("balloon-self answer %+v: want pid %d, started on CLOCK_MONOTONIC after %d", self, pid, t0)
+	}
 	waitFor(t, "the server's RssAnon to grow by 16 MiB", func() bool { return statusKB(pid, "RssAnon") >= before+16<<10 })
 
 	var exiting struct{ Exiting int }

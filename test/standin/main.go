@@ -54,9 +54,12 @@
 //	                                 agent ID (default: the first live one) spawns a tool that
 //	                                 allocates rate bytes/s up to limit (0: until killed), every
 //	                                 page touched, then sleeps. comm is 1..15 bytes, no blanks.
-//	                                 Answers {pid, agent, comm, rate, limit}.
+//	                                 Answers {pid, agent, comm, rate, limit,
+//	                                 started_monotonic_usec}: the last when the tool was spawned,
+//	                                 on CLOCK_MONOTONIC (journald's __MONOTONIC_TIMESTAMP).
 //	POST /_standin/balloon-self?rate=64M&limit=0
-//	                                 the server itself allocates likewise. Answers {pid, rate, limit}.
+//	                                 the server itself allocates likewise. Answers {pid, rate,
+//	                                 limit, started_monotonic_usec}.
 //	POST /_standin/hang              GET / accepts and reads requests but never answers (the port
 //	                                 stays open: a livelocked server); the control API still answers
 //	POST /_standin/unhang            GET / answers again, held requests included

@@ -342,7 +342,8 @@ func (s *server) handleBalloon(w http.ResponseWriter, r *http.Request) {
 	a.tools = append(a.tools, t)
 	s.mu.Unlock()
 	s.logf("agent %d (pid %d) spawned tool pid=%d comm=%s rate=%s/s limit=%s", a.id, a.pid, pid, comm, formatSize(rate), formatSize(limit))
-	reply(w, map[string]any{"pid": pid, "agent": a.id, "comm": comm, "rate": rate, "limit": limit}, nil)
+	reply(w, map[string]any{"pid": pid, "agent": a.id, "comm": comm, "rate": rate, "limit": limit,
+		"started_monotonic_usec": monotonicUsec()}, nil)
 }
 
 func (s *server) handleBalloonSelf(w http.ResponseWriter, r *http.Request) {
@@ -353,13 +354,24 @@ func (s *server) handleBalloonSelf(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.logf("the server itself balloons: rate=%s/s limit=%s", formatSize(rate), formatSize(limit))
+	started := monotonicUsec()
 	go func() {
 		total, err := inflate(context.Background(), rate, limit, balloonTick, s.ballast.grow)
 		if err != nil {
 			s.logf("balloon-self stopped after %s: %v", formatSize(total), err)
 		}
 	}()
-	reply(w, map[string]any{"pid": os.Getpid(), "rate": rate, "limit": limit}, nil)
+	reply(w, map[string]any{"pid": os.Getpid(), "rate": rate, "limit": limit, "started_monotonic_usec": started}, nil)
+}
+
+// monotonicUsec is CLOCK_MONOTONIC in µs, the clock of journald's __MONOTONIC_TIMESTAMP and of the
+// prober's --samples: when a balloon started, next to the events and probes of the same boot.
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil {
+		return 0
+	}
+	return ts.Nano() / 1000
 }
 
 func (s *server) handleHang(w http.ResponseWriter, r *http.Request) {
