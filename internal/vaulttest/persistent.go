@@ -4,10 +4,14 @@ package vaulttest
 
 import (
 	"fmt"
+	mathrand "math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -32,10 +36,16 @@ func StartPersistent(t testing.TB) *Persistent {
 	t.Helper()
 	bin, missing := Bin()
 	testenv.Need(t, testenv.Vault, missing)
+	return StartPersistentBin(t, bin)
+}
+
+// StartPersistentBin is StartPersistent with an explicit binary and no tier check, for programs.
+func StartPersistentBin(t T, bin string) *Persistent {
+	t.Helper()
 	dir := t.TempDir()
-	port, err := freePort()
+	port, err := StablePort()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	addr := "127.0.0.1:" + port
 	cfg := filepath.Join(dir, "server.hcl")
@@ -48,7 +58,7 @@ disable_mlock = true
 api_addr      = "http://%s"
 `, filepath.Join(dir, "data"), addr, addr)), 0o600)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	p := &Persistent{Server: &Server{Addr: "http://" + addr, LogPath: filepath.Join(dir, "vault.log"), t: t}, bin: bin, dir: dir, config: cfg}
 	t.Cleanup(func() {
@@ -60,7 +70,7 @@ api_addr      = "http://%s"
 	p.launch(t)
 	c, err := NewClient(p.Addr, "")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	init, err := c.Sys().Init(&vaultapi.InitRequest{SecretShares: 1, SecretThreshold: 1})
 	if err != nil {
@@ -69,7 +79,7 @@ api_addr      = "http://%s"
 	p.unsealKey, p.RootToken = init.KeysB64[0], init.RootToken
 	p.unseal(t)
 	if p.Client, err = NewClient(p.Addr, p.RootToken); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	if err := p.Client.Sys().Mount("secret", &vaultapi.MountInput{Type: "kv", Options: map[string]string{"version": "2"}}); err != nil {
 		t.Fatalf("mount secret/: %v", err)
@@ -89,11 +99,11 @@ api_addr      = "http://%s"
 }
 
 // launch starts the server process and waits until it answers at all (sealed or not).
-func (p *Persistent) launch(t testing.TB) {
+func (p *Persistent) launch(t T) {
 	t.Helper()
 	logf, err := os.OpenFile(p.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	defer logf.Close()
 	cmd := exec.Command(p.bin, "server", "-config="+p.config)
@@ -102,7 +112,7 @@ func (p *Persistent) launch(t testing.TB) {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	p.cmd, p.exited, p.stopOnce = cmd, make(chan struct{}), sync.Once{}
 	exited := p.exited
@@ -125,7 +135,7 @@ func (p *Persistent) launch(t testing.TB) {
 	}
 }
 
-func (p *Persistent) unseal(t testing.TB) {
+func (p *Persistent) unseal(t T) {
 	t.Helper()
 	c, _ := NewClient(p.Addr, "")
 	if _, err := c.Sys().Unseal(p.unsealKey); err != nil {
@@ -149,7 +159,7 @@ func (p *Persistent) unseal(t testing.TB) {
 
 // Restart stops the server and starts it again on the same address and storage; it comes
 // back sealed. unseal says whether to unseal it (else the caller sees the sealed state).
-func (p *Persistent) Restart(t testing.TB, unseal bool) {
+func (p *Persistent) Restart(t T, unseal bool) {
 	t.Helper()
 	p.Stop()
 	p.launch(t)
@@ -158,5 +168,35 @@ func (p *Persistent) Restart(t testing.TB, unseal bool) {
 	}
 }
 
-// Unseal unseals a server that Restart left sealed.
-func (p *Persistent) Unseal(t testing.TB) { p.unseal(t) }
+// Launch starts a server that Stop stopped, on the same address and storage, and returns once it
+// answers at all: it comes back sealed.
+func (p *Persistent) Launch(t T) { p.launch(t) }
+
+// Unseal unseals a server that Restart or Launch left sealed, and waits until it is active.
+func (p *Persistent) Unseal(t T) { p.unseal(t) }
+
+// StablePort is a free port of 127.0.0.1 below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range, ip-sysctl.rst), for a server that must get its address back
+// after a stop, or that binds it only a while after it was chosen: a port from that range can
+// meanwhile be taken by any outgoing connection on the machine, or by anybody's bind to port 0.
+func StablePort() (string, error) {
+	low := 32768 // the kernel's default lower bound
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	if low <= 11000 {
+		return freePort() // an unusual range: no room below it
+	}
+	for attempt := 0; attempt < 100; attempt++ {
+		port := strconv.Itoa(10000 + mathrand.IntN(low-11000))
+		if l, err := net.Listen("tcp", "127.0.0.1:"+port); err == nil {
+			l.Close()
+			return port, nil
+		}
+	}
+	return "", fmt.Errorf("no free port of 127.0.0.1 between 10000 and %d", low-1000)
+}
