@@ -90,8 +90,8 @@ type World struct {
 	TokenFile string
 }
 
-// NewWorld starts it. The Vault binary is T3S_VAULT_BIN, else test/vault/build's cache.
-func NewWorld(t *T) *World {
+// VaultBin is the Vault binary: T3S_VAULT_BIN, else test/vault/build's cache.
+func VaultBin() (string, error) {
 	bin := os.Getenv(vaulttest.EnvBin)
 	if bin == "" {
 		cache := os.Getenv("T3S_CACHE")
@@ -102,7 +102,16 @@ func NewWorld(t *T) *World {
 		bin = filepath.Join(cache, "vault-1.19.0")
 	}
 	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("no Vault binary at %s: run test/vault/build (or make vault)", bin)
+		return "", fmt.Errorf("no Vault binary at %s: run test/vault/build (or make vault)", bin)
+	}
+	return bin, nil
+}
+
+// NewWorld starts it.
+func NewWorld(t *T) *World {
+	bin, err := VaultBin()
+	if err != nil {
+		t.Fatalf("%v", err)
 	}
 	me, err := user.Current()
 	if err != nil {
