@@ -7,9 +7,13 @@ import (
 )
 
 // Schedule says when a running supervisor re-reads the user's token from Vault. Every user's
-// supervisor re-reads at the same interval but at its own offset within it, derived from the
-// user name (FNV-1a): a fleet restarted at once (a reboot, a package upgrade) does not ask Vault
-// all in the same second, and one user's offset is the same across restarts.
+// supervisor re-reads at the same interval but in its own slot within it: the instants whose
+// Unix time modulo the interval is the user's offset, derived from the user name (FNV-1a). So a
+// fleet restarted at once (a reboot, a package upgrade) does not ask Vault all in the same
+// second, one user's slot is the same across restarts, and a fleet that comes back from a
+// Vault outage together returns to its slots instead of staying in step: re-reading an interval
+// after each success, as this did before, left a third of 200 supervisors re-reading in the same
+// 5 s of every interval after one outage (bench/fleet, RELIABILITY.md).
 type Schedule struct {
 	Interval time.Duration
 	Offset   time.Duration // in [0, Interval)
@@ -28,18 +32,18 @@ func NewSchedule(user string, interval time.Duration) Schedule {
 // Enabled reports whether the schedule ever re-reads.
 func (s Schedule) Enabled() bool { return s.Interval > 0 }
 
-// First is the first re-read after a start at start: at the user's offset, and never sooner
-// than a tenth of the interval (the start itself just read the token).
-func (s Schedule) First(start time.Time) time.Time {
-	d := s.Offset
-	if min := s.Interval / 10; d < min {
-		d += s.Interval
+// Next is the user's first slot after now that is at least a tenth of the interval away: the
+// re-read after a start or after a successful re-read at now (the token was just read).
+func (s Schedule) Next(now time.Time) time.Time {
+	i := int64(s.Interval)
+	n := now.UnixNano()
+	since := ((n-int64(s.Offset))%i + i) % i // since the user's last slot at or before now
+	next := now.Add(time.Duration(i - since))
+	if next.Sub(now) < s.Interval/10 {
+		next = next.Add(s.Interval)
 	}
-	return start.Add(d)
+	return next
 }
-
-// Next is the re-read after one at last.
-func (s Schedule) Next(last time.Time) time.Time { return last.Add(s.Interval) }
 
 // Backoff spaces re-reads while Vault fails: exponential from Base, capped at Cap, each wait
 // drawn from [d/2, d] (jitter, so a fleet that lost Vault together does not come back in step).

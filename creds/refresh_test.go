@@ -18,7 +18,7 @@ func TestScheduleJitterIsPerUserAndStable(t *testing.T) {
 		}
 		offsets[s.Offset] = true
 		start := time.Unix(1_000_000, 0)
-		first := s.First(start)
+		first := s.Next(start)
 		if d := first.Sub(start); d < interval/10 || d >= interval+interval/10 {
 			t.Errorf("%s: first re-read after %v", u, d)
 		}
@@ -31,6 +31,24 @@ func TestScheduleJitterIsPerUserAndStable(t *testing.T) {
 	}
 	if NewSchedule("alice", 0).Enabled() {
 		t.Error("interval 0 re-reads")
+	}
+}
+
+// A fleet that re-read at one instant (the seconds after Vault came back from an outage) must
+// not stay in step: each user's next re-read is in its own slot, the same one as before.
+func TestScheduleReturnsToTheSlotAfterAnyReRead(t *testing.T) {
+	const interval = time.Minute
+	for _, u := range []string{"alice", "bob", "carol", "t3f0a1b-042"} {
+		s := NewSchedule(u, interval)
+		for _, at := range []time.Time{time.Unix(1_000_000, 0), time.Unix(1_000_000, 1), time.Unix(1_000_017, 5e8), time.Unix(2_000_000, 0)} {
+			next := s.Next(at)
+			if got := time.Duration(next.UnixNano() % int64(interval)); got != s.Offset {
+				t.Errorf("%s: re-read at %v, next at %v: in slot %v, want its own, %v", u, at, next, got, s.Offset)
+			}
+			if d := next.Sub(at); d < interval/10 || d >= interval+interval/10 {
+				t.Errorf("%s: re-read at %v, next after %v", u, at, d)
+			}
+		}
 	}
 }
 

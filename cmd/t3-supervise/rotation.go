@@ -29,6 +29,7 @@ type rotation struct {
 	pending  bool      // a change waits for the restart policy
 	idleFrom time.Time // when-idle: since when no agent has run
 	last     time.Time // when the last re-read started
+	next     time.Time // when the timer was last set to fire
 }
 
 // minSpacing is the least time between two re-reads asked for by SIGHUP: a storm of SIGHUPs
@@ -49,9 +50,15 @@ func newRotation(cfg *config, p *plan) *rotation {
 	r.timer = time.NewTimer(time.Hour)
 	r.timer.Stop()
 	if r.client != nil && r.sched.Enabled() {
-		r.timer.Reset(time.Until(r.sched.First(time.Now())))
+		r.arm(r.sched.Next(time.Now()))
 	}
 	return r
+}
+
+// arm sets the timer for the next re-read at at.
+func (r *rotation) arm(at time.Time) {
+	r.next = at
+	r.timer.Reset(time.Until(at))
 }
 
 // C fires when a scheduled re-read is due.
@@ -85,7 +92,7 @@ func (r *rotation) handle(ev *events, rr refreshResult) {
 			r.outage = true
 			ev.emit(evRefreshFailed, f, "re-reading the token failed, nothing changed, retrying with backoff (next in %v): %v", wait.Round(time.Second), rr.err)
 		}
-		r.timer.Reset(wait)
+		r.arm(time.Now().Add(wait))
 		return
 	}
 	if r.outage {
@@ -94,7 +101,9 @@ func (r *rotation) handle(ev *events, rr refreshResult) {
 	}
 	r.backoff.Reset()
 	if r.sched.Enabled() {
-		r.timer.Reset(r.sched.Interval)
+		// Back to the user's own slot, not an interval from now: after an outage the fleet's
+		// successes bunch up in the seconds after Vault returns (creds.Schedule).
+		r.arm(r.sched.Next(time.Now()))
 	}
 	switch {
 	case rr.res.Outcome == creds.Found && !rr.res.Token.Equal(r.current):

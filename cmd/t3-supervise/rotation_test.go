@@ -102,3 +102,22 @@ func TestRotationOutageReportsOnceAndChangesNothing(t *testing.T) {
 		t.Errorf("no recovery:\n%s", out)
 	}
 }
+
+// After an outage a fleet's re-reads succeed within the same few seconds: each supervisor must
+// then go back to its own slot, not re-read one interval later in step with the others
+// (bench/fleet saw a third of 200 stay in step).
+func TestRotationReturnsToItsSlotAfterARecovery(t *testing.T) {
+	const interval = time.Hour
+	for _, user := range []string{"alice", "bob", "carol"} {
+		r, ev, _ := testRotation(t, "never")
+		r.sched = creds.NewSchedule(user, interval)
+		r.handle(ev, refreshResult{err: fmt.Errorf("%w: connection refused", creds.ErrUnavailable)})
+		r.handle(ev, refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken1), Version: 1}})
+		if slot := time.Duration(r.next.UnixNano() % int64(interval)); slot != r.sched.Offset {
+			t.Errorf("%s: next re-read at %v, %v into the interval; its slot is %v", user, r.next, slot, r.sched.Offset)
+		}
+		if d := time.Until(r.next); d < interval/10-time.Minute || d > interval+interval/10 {
+			t.Errorf("%s: next re-read in %v", user, d)
+		}
+	}
+}
