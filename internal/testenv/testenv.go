@@ -26,6 +26,7 @@ const (
 	Root     Tier = "root"     // uid 0, to change users and write system files
 	Cgroup2  Tier = "cgroup2"  // a writable cgroup v2 hierarchy (the plumbing, not memory)
 	Claude   Tier = "claude"   // the real Claude Code CLI and the Agent SDK on Node (T3S_CLAUDE_BIN, T3S_SDK_DIR)
+	Groff    Tier = "groff"    // groff, which renders the man page (Debian's groff-base)
 )
 
 // Requested reports whether T3S_REQUIRE asks for tier.
