@@ -18,7 +18,7 @@ check() { # check NAME DETAIL CONDITION...
 
 # ---- install: what `make install` and an operator would put on a machine ------------------
 install_payload() {
-	install -m 0755 "$P/bin/t3-supervise" /usr/local/bin/t3-supervise
+	install -m 0755 "$P/bin/t3-supervise" /usr/bin/t3-supervise # where the package puts it
 	install -m 0755 "$P/bin/standin" /usr/local/bin/standin
 	install -m 0755 "$P/bin/prober" /usr/local/bin/prober
 	ln -sf standin /usr/local/bin/t3
@@ -53,7 +53,7 @@ start_unit() {
 [Service]
 Environment=VAULT_ADDR=http://127.0.0.1:1 VAULT_MAX_RETRIES=0 $EXTRA_ENV
 ExecStart=
-ExecStart=/usr/local/bin/t3-supervise --user %i --server-memory-low 64M --stop-timeout 5s $* -- serve --host 0.0.0.0 --port \${T3_PORT} --base-dir /home/%i/.t3
+ExecStart=/usr/bin/t3-supervise --user %i --server-memory-low 64M --stop-timeout 5s $* -- serve --host 0.0.0.0 --port \${T3_PORT} --base-dir /home/%i/.t3
 EOF
 	systemctl daemon-reload
 	systemctl reset-failed $U 2>/dev/null
