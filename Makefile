@@ -2,22 +2,26 @@
 SHELL := /bin/bash
 export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
-PREFIX ?= /usr/local
 DESTDIR ?=
+# The package's Maintainer field and changelog signature; set it for your fleet.
+export T3S_DEB_MAINTAINER ?= t3-supervise maintainers <t3-supervise@example.org>
 export T3S_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/t3-supervise
 
 # Debian packages per purpose; test/deps installs the missing ones.
-PKGS_HOST := ca-certificates curl systemd procps
+PKGS_HOST := ca-certificates curl systemd procps groff-base
+PKGS_DEB := lintian groff-base man-db
 PKGS_VM := qemu-system-x86 qemu-utils mmdebstrap busybox-static cpio e2fsprogs kmod xz-utils util-linux
 
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath
 
-.PHONY: all build tools deps node vault demo test test-quick test-host test-vm test-soak fuzz bench install verify-unit clean
+.PHONY: all build tools deps node vault demo test test-quick test-host test-deb test-vm test-soak fuzz bench deb install verify-unit clean
 
 all: build
 
+# -s -w: no symbol table and no DWARF, as Debian ships binaries (lintian: unstripped-binary-or-object);
+# Go's own tables still name every function and line in a panic's stack trace.
 build:
-	$(GOBUILD) -o bin/t3-supervise ./cmd/t3-supervise
+	$(GOBUILD) -ldflags '-s -w' -o bin/t3-supervise ./cmd/t3-supervise
 
 # Test-only programs: the stand-in t3 (also claude and the balloon tool), the prober and the
 # stand-in of the Anthropic API (for the real claude).
@@ -43,7 +47,7 @@ demo: deps build tools vault
 
 # Everything CI runs: unit and host integration tests (real Vault, real journald, root,
 # cgroup v2 plumbing; every tier must run), bounded fuzzing, then the VM tier.
-test: test-host fuzz test-vm
+test: test-deb test-host fuzz test-vm
 
 # Unit tests only; tiers that need Vault, journald or root skip with a loud reason.
 test-quick:
@@ -57,6 +61,11 @@ test-host: deps node build tools vault
 
 fuzz:
 	test/fuzz
+
+# The package: built, checked by lintian, its contents and control fields asserted.
+test-deb: build
+	@test/deps $(PKGS_DEB)
+	test/deb/check "$$(packaging/deb)"
 
 # The guest's own self-tests first, so that a broken guest shows up as that and not as
 # scenario failures; then the scenarios with the real binary and unit.
@@ -84,10 +93,16 @@ bench: deps build tools vault
 verify-unit: build
 	test/host/verify-unit
 
+# bin/t3-supervise_VERSION_ARCH.deb, and bin/t3-supervise.deb pointing at it (README, Install).
+deb: build
+	@packaging/deb
+
+# For developers: the package's files, laid out by the same script (packaging/stage), without
+# dpkg. What dpkg's triggers would do is done here.
 install: build
-	install -D -m 0755 bin/t3-supervise $(DESTDIR)$(PREFIX)/bin/t3-supervise
-	install -D -m 0644 units/t3-supervise@.service $(DESTDIR)/etc/systemd/system/t3-supervise@.service
-	install -D -m 0644 units/t3-supervise.catalog $(DESTDIR)$(PREFIX)/lib/systemd/catalog/t3-supervise.catalog
+	packaging/stage "$(DESTDIR)"
+	@if [ -z "$(DESTDIR)" ] && [ -e /etc/systemd/system/t3-supervise@.service ]; then \
+		echo "make install: /etc/systemd/system/t3-supervise@.service (an older make install) overrides the unit in /usr/lib/systemd/system; remove it and /usr/local/bin/t3-supervise" >&2; fi
 	@if [ -z "$(DESTDIR)" ]; then journalctl --update-catalog; fi
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
