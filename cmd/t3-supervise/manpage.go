@@ -65,47 +65,44 @@ func renderManPage(w io.Writer, p manPage) error {
 	b.WriteString(".ad l\n.nh\n")
 	fmt.Fprintf(&b, ".SH NAME\n%s \\- %s\n", roffLine(cmd), roffLine(what))
 	for _, s := range sections {
-		switch s.Title {
-		case "USAGE":
-			blocks := splitBlocks(s.Lines)
-			if len(blocks) == 0 {
-				return fmt.Errorf("--help: USAGE is empty")
-			}
-			b.WriteString(".SH SYNOPSIS\n")
-			writeBlocks(&b, blocks[:1])
-			b.WriteString(".SH DESCRIPTION\n")
-			writeBlocks(&b, blocks[1:])
-		case "FLAGS":
-			b.WriteString(".SH OPTIONS\n")
-			if err := writeFlags(&b, s.Lines); err != nil {
+		if s.Title != "USAGE" {
+			if err := writeSection(&b, ".SH", s); err != nil {
 				return fmt.Errorf("--help: %w", err)
 			}
-		default:
-			fmt.Fprintf(&b, ".SH \"%s\"\n", s.Title)
-			writeBlocks(&b, splitBlocks(s.Lines))
+			continue
 		}
+		blocks := splitBlocks(s.Lines)
+		if len(blocks) == 0 {
+			return fmt.Errorf("--help: USAGE is empty")
+		}
+		b.WriteString(".SH SYNOPSIS\n")
+		writeBlocks(&b, blocks[:1])
+		b.WriteString(".SH DESCRIPTION\n")
+		writeBlocks(&b, blocks[1:])
 	}
 	b.WriteString(".SH \"STATUS COMMAND\"\n")
 	writeBlocks(&b, [][]string{{"  " + statusTitle}})
 	for _, s := range statusSections {
-		title := s.Title
-		if title == "FLAGS" {
-			title = "OPTIONS"
+		if err := writeSection(&b, ".SS", s); err != nil {
+			return fmt.Errorf("status --help: %w", err)
 		}
-		fmt.Fprintf(&b, ".SS \"%s\"\n", title)
-		if s.Title == "FLAGS" {
-			if err := writeFlags(&b, s.Lines); err != nil {
-				return fmt.Errorf("status --help: %w", err)
-			}
-			continue
-		}
-		writeBlocks(&b, splitBlocks(s.Lines))
 	}
 	b.WriteString(".SH \"SEE ALSO\"\n" +
 		"\\fBsystemctl\\fR(1), \\fBjournalctl\\fR(1), \\fBsystemd.exec\\fR(5), \\fBsystemd.resource\\-control\\fR(5),\n" +
 		"and the documentation in /usr/share/doc/t3\\-supervise/.\n")
 	_, err = io.WriteString(w, b.String())
 	return err
+}
+
+// writeSection writes one help section under a heading (macro .SH or .SS); FLAGS is OPTIONS.
+func writeSection(b *strings.Builder, macro string, s helpSection) error {
+	if s.Title == "FLAGS" {
+		b.WriteString(macro + " OPTIONS\n")
+		return writeFlags(b, s.Lines)
+	}
+	fmt.Fprintf(b, "%s \"%s\"\n", macro, s.Title)
+	writeBlocks(b, splitBlocks(s.Lines))
+	return nil
 }
 
 // splitHelp cuts a --help text into its first line and its sections: a heading is a line at
