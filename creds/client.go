@@ -189,14 +189,15 @@ func (c *Client) login(ctx context.Context) error {
 // token is committed by login once lookup-self accepts it.
 func (c *Client) authenticate(ctx context.Context) (AuthSource, Secret, error) {
 	if f := c.cfg.TokenFile; f != "" {
-		tok, err := readSecretFile(f)
+		tok, err := readSecretFile(ctx, f, "Vault token file")
 		switch {
 		case err == nil:
 			return AuthTokenFile, tok, nil
 		case errors.Is(err, fs.ErrNotExist) && !c.cfg.TokenFileExplicit:
-			// The default location, and nothing there: the next method.
+			// The default location, and nothing there: the next method. (A symlink there is
+			// not "nothing": it is refused, not skipped.)
 		default:
-			return "", Secret{}, fmt.Errorf("%w: Vault token file: %w", ErrConfig, err)
+			return "", Secret{}, fileError(ctx, err)
 		}
 	}
 	if tok := strings.TrimSpace(c.cfg.Getenv(vault.EnvVaultToken)); tok != "" {
@@ -220,9 +221,9 @@ func (c *Client) authenticate(ctx context.Context) (AuthSource, Secret, error) {
 // the approle package, so that an unreadable file is ErrConfig naming the file, not a login
 // failure.
 func (c *Client) loginAppRole(ctx context.Context) (Secret, error) {
-	sid, err := readSecretFile(c.cfg.AppRoleSecretIDFile)
+	sid, err := readSecretFile(ctx, c.cfg.AppRoleSecretIDFile, "AppRole secret id file")
 	if err != nil {
-		return Secret{}, fmt.Errorf("%w: AppRole secret id file: %w", ErrConfig, err)
+		return Secret{}, fileError(ctx, err)
 	}
 	a, err := approle.NewAppRoleAuth(c.cfg.AppRoleRoleID, &approle.SecretID{FromString: sid.Reveal()})
 	if err != nil {
@@ -249,28 +250,35 @@ func unprintable(r rune) bool { return r <= ' ' || r == 0x7f }
 // hundred bytes.
 const maxSecretFile = 16 << 10
 
-// readSecretFile reads a file holding one token, without its surrounding whitespace. Errors
-// name the file and never its content.
-func readSecretFile(path string) (Secret, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return Secret{}, err // *fs.PathError: names the file
+// readSecretFile reads a file holding one token, without its surrounding whitespace, by
+// readPrivateFile's rules (what names it), and gives up when ctx ends. Errors name the file and
+// never its content.
+func readSecretFile(ctx context.Context, path, what string) (Secret, error) {
+	b, err := withContext(ctx, func() ([]byte, error) { return readPrivateFile(path, what, maxSecretFile, nil) })
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return Secret{}, fmt.Errorf("%s %s: not read before the start was called off or timed out: %w", what, path, err)
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
 	if err != nil {
 		return Secret{}, err
 	}
 	v := strings.TrimSpace(string(b))
 	switch {
-	case len(b) > maxSecretFile:
-		return Secret{}, fmt.Errorf("%s: larger than %d bytes, not one token", path, maxSecretFile)
 	case v == "":
-		return Secret{}, fmt.Errorf("%s: empty", path)
+		return Secret{}, fmt.Errorf("%s %s: empty", what, path)
 	case strings.IndexFunc(v, unprintable) >= 0:
-		return Secret{}, fmt.Errorf("%s: whitespace or control characters inside: not one token", path)
+		return Secret{}, fmt.Errorf("%s %s: whitespace or control characters inside: not one token", what, path)
 	}
 	return NewSecret(v), nil
+}
+
+// fileError classes a failure to read a token or secret id file: the operator's to fix
+// (ErrConfig), unless the read did not finish in time (a hung file system: ErrUnavailable, so
+// that the fallback covers it and systemd retries) or was called off (a stop).
+func fileError(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return fmt.Errorf("%w: %w (a hung file system?)", ErrUnavailable, err)
+	}
+	return fmt.Errorf("%w: %w", ErrConfig, err)
 }
 
 // lookupSelf checks tok (auth/token/lookup-self, allowed by Vault's default policy) on a clone
