@@ -105,6 +105,7 @@ func newVaultClient(getenv func(string) string, timeout time.Duration) (*vault.C
 	// Timeout bounds each request (with its retries) as well as the whole; a smaller
 	// VAULT_CLIENT_TIMEOUT wins, as in the CLI.
 	vcfg.Timeout = min(vcfg.Timeout, timeout)
+	vcfg.CheckRetry = checkRetry
 	vc, err := vault.NewClient(vcfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: Vault client (VAULT_ADDR %q, VAULT_HEADERS): %v", ErrConfig, vcfg.Address, err)
@@ -112,6 +113,9 @@ func newVaultClient(getenv func(string) string, timeout time.Duration) (*vault.C
 	// NewClient took VAULT_TOKEN on its own; the documented order puts the token file first,
 	// so the token is chosen by authenticate, explicitly.
 	vc.ClearToken()
+	// After NewClient, which type-asserts the transport to *http.Transport (TLS and unix-socket
+	// set-up); the clones share HttpClient and CheckRetry, so the guard covers them too.
+	vcfg.HttpClient.Transport = guard{next: vcfg.HttpClient.Transport}
 	return vc, vcfg.HttpClient, nil
 }
 
@@ -495,6 +499,8 @@ func classify(what string, err error) error {
 	var te *json.UnmarshalTypeError
 	var ue *url.Error
 	switch {
+	case errors.Is(err, errAnswerTooLarge):
+		return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, errAnswerTooLarge)
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%w: %s: no answer within the timeout", ErrUnavailable, what)
 	case errors.As(err, &se):

@@ -19,6 +19,9 @@ import (
 const crashWriterEnv = "CREDS_CRASH_WRITER"
 
 func TestMain(m *testing.M) {
+	if os.Getenv(rssProbeEnv) != "" {
+		rssProbe()
+	}
 	if path := os.Getenv(crashWriterEnv); path != "" {
 		a, b := NewSecret(os.Getenv("CREDS_TOKEN_A")), NewSecret(os.Getenv("CREDS_TOKEN_B"))
 		for i := 0; ; i++ {
