@@ -344,81 +344,57 @@ func (c *Client) Resolve(ctx context.Context) (Result, error) {
 	defer cancel()
 	st := c.state()
 	res := Result{Auth: st.auth, Path: c.path, Renewable: st.renewable, TTL: st.ttl}
-	mount, version, err := c.mountOf(ctx)
+	mount, version, guessed, err := c.mountOf(ctx)
 	if err != nil {
 		return res, err
 	}
 	res.Mount, res.KVVersion = mount, version
+	res.MountGuessed = guessed
 	rel := strings.TrimPrefix(strings.TrimPrefix(c.path, mount), "/")
-	var last vaultResponse
-	s, err := c.observed(&last).KVv2(mount).Get(ctx, rel)
-	if errors.Is(err, vault.ErrSecretNotFound) {
-		// The client also reports a 404 with an empty body as "not found". Only Vault's own
-		// answer (JSON, {"errors":[]}) is an opt-out: an empty 404 from a proxy or a load
-		// balancer in between must not delete the user's env file.
-		if last.status != http.StatusNotFound || !last.json {
-			return res, fmt.Errorf("%w: read %s: HTTP %d without Vault's JSON body: not taken as \"no secret\"", ErrUnavailable, c.path, last.status)
-		}
-		// No secret at all: never written, or its metadata deleted (`vault kv metadata delete`).
-		res.Outcome = NoSecret
-		return res, nil
-	}
+	what := "read " + c.path
+	status, isJSON, body, err := c.readRaw(ctx, mount+"/data/"+rel)
 	if err != nil {
-		return res, classify("read "+c.path, err)
+		return res, classify(what, err)
 	}
-	if md := s.VersionMetadata; md != nil {
-		res.Version = md.Version
-		// A deleted or destroyed latest version comes as a 404 with metadata and no data
-		// (Vault KV v2 API, "Read Secret Version"). Destroyed first: a destroyed version may
-		// also carry a deletion time.
-		switch {
-		case md.Destroyed:
-			res.Outcome = Destroyed
-			return res, nil
-		case !md.DeletionTime.IsZero():
-			res.Outcome = Deleted
-			return res, nil
-		}
+	kv, err := judgeRead(what, status, isJSON, body, c.cfg.Field, guessed)
+	if err != nil {
+		return res, err
 	}
-	raw, ok := s.Data[c.cfg.Field]
-	if !ok || raw == nil || raw == "" {
-		res.Outcome = NoField
+	res.Outcome, res.Version = kv.Outcome, kv.Version
+	if kv.Outcome != Found {
 		return res, nil
 	}
-	v, ok := raw.(string)
-	if !ok {
-		return res, fmt.Errorf("%w: %s field %s is a JSON %s, not a string", ErrMalformed, c.path, c.cfg.Field, jsonKind(raw))
-	}
-	// `vault kv put … setup_token=@file` keeps the file's final newline: surrounding
-	// whitespace is not part of any token, so it is dropped rather than refused.
-	v = strings.TrimSpace(v)
-	if v == "" {
-		res.Outcome = NoField
-		return res, nil
-	}
-	if err := ValidateToken(v); err != nil {
+	if err := ValidateToken(kv.Value); err != nil {
 		return res, fmt.Errorf("%s field %s: %w", c.path, c.cfg.Field, err)
 	}
-	res.Outcome, res.Token = Found, NewSecret(v)
+	res.Token = NewSecret(kv.Value)
 	return res, nil
 }
 
-// vaultResponse is what Resolve needs to know of the last response to the KV read.
-type vaultResponse struct {
-	status int
-	json   bool
-}
-
-// observed is the client with a callback recording each response's status and content type.
-// api.Client.WithResponseCallbacks copies the client struct: under c.mu, which login holds
-// while it changes the token.
-func (c *Client) observed(r *vaultResponse) *vault.Client {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.vc.WithResponseCallbacks(func(resp *vault.Response) {
-		r.status = resp.StatusCode
-		r.json = strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json")
-	})
+// readRaw GETs a Vault path and returns the status, whether the body is declared JSON, and the
+// body (bounded by the client's transport, see guard). A 404 is an answer, not an error: Vault's
+// 404s differ in what they mean (judgeRead). Any other error status is the error.
+func (c *Client) readRaw(ctx context.Context, path string) (int, bool, []byte, error) {
+	// The raw functions skip the client's own per-request timeout (VAULT_CLIENT_TIMEOUT):
+	// applied here as Logical().Read would.
+	if t := c.vc.ClientTimeout(); t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	resp, err := c.vc.Logical().ReadRawWithContext(ctx, path)
+	if resp != nil {
+		defer resp.Body.Close()
+	}
+	var re *vault.ResponseError
+	if err != nil && !(errors.As(err, &re) && re.StatusCode == http.StatusNotFound && resp != nil) {
+		return 0, false, nil, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, false, nil, err
+	}
+	return resp.StatusCode, strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json"), body, nil
 }
 
 func jsonKind(v any) string {
@@ -436,37 +412,40 @@ func jsonKind(v any) string {
 }
 
 // mountOf finds the mount of the user's path and its KV version the way `vault kv get` does: it
-// asks sys/internal/ui/mounts/PATH, which Vault's default policy allows. When Vault refuses that
-// (403: the token's policies cover nothing under the mount, or no such mount), the first path
-// segment is taken as a KV v2 mount, and the read itself gives the real answer.
-func (c *Client) mountOf(ctx context.Context) (string, int, error) {
+// asks sys/internal/ui/mounts/PATH, which answers any token with a capability under the mount.
+// Vault answers 403 both when the token has none there and when there is no such mount (seen on
+// 1.19.0 after `vault secrets move`, even for a root token); an operator may also deny the path
+// outright. Then the first path segment is taken as a KV v2 mount, guessed is true, and the read
+// decides: judgeRead trusts no bare "no secret" from a guessed mount.
+func (c *Client) mountOf(ctx context.Context) (mount string, version int, guessed bool, err error) {
 	first, _, _ := strings.Cut(c.path, "/")
+	what := "find the mount of " + c.path + " (sys/internal/ui/mounts)"
 	s, err := c.vc.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+c.path)
 	var re *vault.ResponseError
 	if errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
-		return first, 2, nil
+		return first, 2, true, nil
 	}
 	if err != nil {
-		return "", 0, classify("find the mount of "+c.path+" (sys/internal/ui/mounts)", err)
+		return "", 0, false, classify(what, err)
 	}
 	if s == nil || s.Data == nil {
-		return first, 2, nil
+		return "", 0, false, fmt.Errorf("%w: %s: an answer without the mount", ErrUnavailable, what)
 	}
-	mount := strings.Trim(fmt.Sprint(s.Data["path"]), "/")
+	mount = strings.Trim(fmt.Sprint(s.Data["path"]), "/")
 	if mount == "" || mount == "<nil>" || !strings.HasPrefix(c.path, mount+"/") {
-		mount = first
+		return "", 0, false, fmt.Errorf("%w: %s: Vault names mount %q, which does not hold the path", ErrUnavailable, what, mount)
 	}
 	if t, _ := s.Data["type"].(string); t != "" && t != "kv" {
-		return "", 0, fmt.Errorf("%w: %s is on a %s mount (%s/), not KV v2", ErrConfig, c.path, t, mount)
+		return "", 0, false, fmt.Errorf("%w: %s is on a %s mount (%s/), not KV v2", ErrConfig, c.path, t, mount)
 	}
-	version := 1
+	version = 1
 	if opts, ok := s.Data["options"].(map[string]any); ok && fmt.Sprint(opts["version"]) == "2" {
 		version = 2
 	}
 	if version != 2 {
-		return "", 0, fmt.Errorf("%w: mount %s/ is KV version %d; t3-supervise needs KV v2 (versions tell a rotation from a deletion): `vault kv enable-versioning %s/`", ErrConfig, mount, version, mount)
+		return "", 0, false, fmt.Errorf("%w: mount %s/ is KV version %d; t3-supervise needs KV v2 (versions tell a rotation from a deletion): `vault kv enable-versioning %s/`", ErrConfig, mount, version, mount)
 	}
-	return mount, version, nil
+	return mount, version, false, nil
 }
 
 // classify maps a Vault client error to an error class. Only Vault's answer that access is

@@ -13,10 +13,12 @@
 //
 // The first method that is available wins; a later one is not tried when an earlier one fails:
 //
-//  1. A token file. systemd's LoadCredential=vault-token:… puts it at
-//     $CREDENTIALS_DIRECTORY/vault-token; otherwise ~/.config/claude-auth-sync/vault-token (the
-//     per-user periodic token the old sync script used). A missing file at a default location
-//     is skipped; a file the operator named must exist.
+//  1. A token file: ~/.config/claude-auth-sync/vault-token (the per-user periodic token the old
+//     sync script used), or $CREDENTIALS_DIRECTORY/vault-token when an operator loads one from a
+//     root-owned path with systemd's LoadCredential= (never from the user's home: systemd reads
+//     it as root and follows symlinks). A missing file at a default location is skipped; a file
+//     the operator named must exist. Token and secret id files are read as the user, by the env
+//     file's rules: a regular file, no symlink followed, no FIFO, bounded, given up on timeout.
 //  2. VAULT_TOKEN.
 //  3. AppRole: a role id and a file holding the secret id.
 //
@@ -38,13 +40,20 @@
 //     file if it changed.
 //   - NoSecret, NoField (absent or empty), Deleted, Destroyed (the latest version): Vault's
 //     confirmed answer that the user has no current token. This is the opt-out: t3 starts on the
-//     normal credential flow, and the env file, now stale, is removed.
+//     normal credential flow, and the env file, now stale, is removed. Only Vault's own answers
+//     count (judgeRead): 404 {"errors":[]} and nothing else, KV v2 metadata saying the latest
+//     version is deleted or destroyed, a 200 with data.metadata lacking the field. A 404 "no
+//     handler for route" (a moved, disabled or mistyped mount), 200 {}, a 200 without metadata,
+//     404 {} and the like are ErrUnavailable.
 //   - ErrDenied, ErrUnavailable, ErrMalformed: Vault gave no usable answer. The supervisor falls
 //     back to the token in the env file, with a warning, and never deletes it. Without one it
 //     fails, and the exit code says which class.
 //   - ErrConfig: the operator's settings cannot work (path template, user name, no auth method,
 //     an unreadable token file, a KV v1 mount, bad VAULT_* settings). Surfaced, never covered
 //     by a fallback.
+//
+// Every Vault answer is read through guard: at most 1 MiB of body, and no redirect to another
+// host is followed (the Vault client would send the token there).
 //
 // No error, log line or event carries a token: Secret formats as a redaction with a fingerprint.
 package creds
@@ -226,12 +235,14 @@ func (o Outcome) OptOut() bool {
 // and after the mount lookup Mount and KVVersion), for the dry-run and the failure event.
 type Result struct {
 	Outcome   Outcome
-	Token     Secret        // set only for Found
-	Auth      AuthSource    // how the client authenticated
-	Path      string        // MOUNT/PATH of the secret
-	Mount     string        // the KV mount, e.g. "secret"
-	KVVersion int           // the mount's KV version (always 2 on success)
-	Version   int           // the secret's current version number (0 for NoSecret)
-	Renewable bool          // whether the Vault token can be renewed (KeepAlive does it)
-	TTL       time.Duration // the Vault token's remaining TTL at the last check; 0 = never expires
+	Token     Secret     // set only for Found
+	Auth      AuthSource // how the client authenticated
+	Path      string     // MOUNT/PATH of the secret
+	Mount     string     // the KV mount, e.g. "secret"
+	KVVersion int        // the mount's KV version (always 2 on success)
+	// MountGuessed: Vault refused the mount lookup, Mount is the path's first segment.
+	MountGuessed bool
+	Version      int           // the secret's current version number (0 for NoSecret)
+	Renewable    bool          // whether the Vault token can be renewed (KeepAlive does it)
+	TTL          time.Duration // the Vault token's remaining TTL at the last check; 0 = never expires
 }

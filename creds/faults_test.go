@@ -71,6 +71,7 @@ func (f *fakeVault) serve(w http.ResponseWriter, r *http.Request) {
 		h = f.read
 	}
 	f.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json") // as Vault does; a handler may change it
 	if h == nil {
 		http.Error(w, `{"errors":["no handler"]}`, http.StatusNotFound)
 		return
@@ -144,6 +145,10 @@ func TestFaultsAreUnavailableBoundedAndNoStorm(t *testing.T) {
 			fmt.Fprint(w, `{"data": {"data": {"setup_token": "`+testToken[:20])
 		}, 5 * time.Second, 1, "not Vault's JSON"},
 		{"HTML error page", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `<html>proxy error</html>`) }, 5 * time.Second, 1, "not Vault's JSON"},
+		{"HTML error page, declared", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			fmt.Fprint(w, `<html>proxy error</html>`)
+		}, 5 * time.Second, 1, "without Vault's JSON"},
 		// A 404 that is not Vault's (a proxy's page) must not pass for "no secret": an opt-out
 		// would delete the user's env file.
 		{"HTML 404", func(w http.ResponseWriter, r *http.Request) {
@@ -152,7 +157,11 @@ func TestFaultsAreUnavailableBoundedAndNoStorm(t *testing.T) {
 		}, 5 * time.Second, 1, "not Vault's JSON"},
 		{"stall past the timeout", stall, 700 * time.Millisecond, 1, "within the timeout"},
 		// An empty 404 is what the Vault client calls "not found", but it is not Vault's answer.
-		{"empty 404", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(404) }, 5 * time.Second, 1, "HTTP 404 without Vault's JSON"},
+		{"empty 404", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Del("Content-Type")
+			w.WriteHeader(404)
+		}, 5 * time.Second, 1, "HTTP 404 without Vault's JSON"},
+		{"empty 404 declared JSON", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(404) }, 5 * time.Second, 1, "not Vault's JSON"},
 		{"JSON 404 without the JSON type", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")
 			w.WriteHeader(404)
@@ -162,13 +171,13 @@ func TestFaultsAreUnavailableBoundedAndNoStorm(t *testing.T) {
 		// its body is not Vault's.
 		{"redirect loop", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, r.URL.String(), http.StatusTemporaryRedirect)
-		}, 5 * time.Second, 2, "not Vault's JSON"},
+		}, 5 * time.Second, 2, "HTTP 307"},
 		// The Vault client returns this as "secret not found": without the check of Vault's
 		// JSON 404, a redirect loop would be an opt-out and delete the env file.
 		{"redirect loop, empty body", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Location", r.URL.String())
 			w.WriteHeader(http.StatusTemporaryRedirect)
-		}, 5 * time.Second, 2, "HTTP 307 without Vault's JSON"},
+		}, 5 * time.Second, 2, "HTTP 307"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -363,8 +372,15 @@ func TestMounts(t *testing.T) {
 		{"kv v1", `{"data":{"path":"secret/","type":"kv","options":{"version":"1"}}}`, 200, ErrConfig, ""},
 		{"kv without options", `{"data":{"path":"secret/","type":"kv","options":null}}`, 200, ErrConfig, ""},
 		{"not kv", `{"data":{"path":"secret/","type":"cubbyhole"}}`, 200, ErrConfig, ""},
+		// Refused (403): the first segment is a guess, and Result says so (judgeRead then
+		// trusts no bare "no secret").
 		{"preflight refused", `{"errors":["preflight capability check returned 403"]}`, 403, nil, "secret"},
 		{"preflight failing", `{"errors":["boom"]}`, 500, ErrUnavailable, ""},
+		// An answer that does not name a mount holding the path is no answer (it used to be
+		// replaced by a guess).
+		{"preflight without data", `{"data":null}`, 200, ErrUnavailable, ""},
+		{"preflight names another mount", `{"data":{"path":"other/","type":"kv","options":{"version":"2"}}}`, 200, ErrUnavailable, ""},
+		{"preflight 404", `{"errors":[]}`, 404, ErrUnavailable, ""},
 	} {
 		f := newFakeVault(t)
 		f.mounts = func(w http.ResponseWriter, r *http.Request) {
@@ -379,9 +395,12 @@ func TestMounts(t *testing.T) {
 			if tc.err == ErrConfig && !strings.Contains(err.Error(), "KV v2") {
 				t.Errorf("%s: does not say KV v2 is needed: %v", tc.name, err)
 			}
+			if tc.err == ErrUnavailable && !strings.Contains(err.Error(), "sys/internal/ui/mounts") {
+				t.Errorf("%s: does not name the lookup: %v", tc.name, err)
+			}
 			continue
 		}
-		if err != nil || res.Outcome != Found || res.Mount != tc.mount {
+		if err != nil || res.Outcome != Found || res.Mount != tc.mount || res.MountGuessed != (tc.code == 403) {
 			t.Errorf("%s: %+v %v", tc.name, res, err)
 		}
 	}

@@ -126,6 +126,54 @@ func TestRealVaultOutcomes(t *testing.T) {
 	}
 }
 
+// A mount moved, disabled or mistyped: Vault 1.19.0 answers the read 404 {"errors":["no handler
+// for route ..."]} (or, under the user's narrow policy for a mistyped mount, 403), and the mount
+// lookup 403. None of it is an opt-out: with a materialized token the decision is the fallback,
+// the env file kept.
+func TestRealVaultMountGoneIsNeverAnOptOut(t *testing.T) {
+	t.Parallel()
+	tok := vaulttest.FakeToken()
+	v := aliceVault(t, tok)
+	narrow := realConfig(t, v, v.Token(0, "workstation-claude-alice"))
+	root := narrow
+	root.TokenFile = secretFile(t, v.RootToken)
+	failure := func(what string, cfg Config, class error, mention string) {
+		t.Helper()
+		res, err := resolveReal(t, cfg)
+		if !errors.Is(err, class) || !strings.Contains(err.Error(), mention) || res.Outcome.OptOut() {
+			t.Fatalf("%s: %v %v, want %v saying %q", what, res.Outcome, err, class, mention)
+		}
+		d, derr := Decide(res, err, NewSecret(tok), nil)
+		if derr != nil || d.EnvFile != ActionKeep || d.From != FromFallback || !d.Inject.Equal(NewSecret(tok)) {
+			t.Errorf("%s: decision %+v %v, want the fallback", what, d, derr)
+		}
+		t.Logf("%s: %v", what, err)
+	}
+	found := func(what string, cfg Config) {
+		t.Helper()
+		if res, err := resolveReal(t, cfg); err != nil || res.Outcome != Found {
+			t.Fatalf("%s: %v %v", what, res.Outcome, err)
+		}
+	}
+	found("before", narrow)
+
+	v.MoveMount("secret", "secret-moved") // vault secrets move secret/ secret-moved/
+	failure("moved, the user's token", narrow, ErrUnavailable, "no handler for route")
+	failure("moved, a root token", root, ErrUnavailable, "no handler for route")
+	v.MoveMount("secret-moved", "secret")
+	found("moved back", narrow)
+
+	typo := narrow
+	typo.PathTemplate = "secrt/workstation/claude-users/{user}"
+	failure("mistyped mount, the user's token", typo, ErrDenied, "permission denied")
+	typo.TokenFile = root.TokenFile
+	failure("mistyped mount, a root token", typo, ErrUnavailable, "no handler for route")
+
+	v.DisableMount("secret") // vault secrets disable secret/
+	failure("disabled, the user's token", narrow, ErrUnavailable, "no handler for route")
+	failure("disabled, a root token", root, ErrUnavailable, "no handler for route")
+}
+
 // The whole decision against a real server: a token is materialized, kept while Vault is
 // away, and removed only by a confirmed opt-out.
 func TestRealVaultDecisionAndEnvFile(t *testing.T) {

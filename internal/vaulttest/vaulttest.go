@@ -303,3 +303,22 @@ func tail(path string, n int) string {
 
 // Bin is the server's binary; it also runs `vault agent`.
 func (s *Server) Bin() string { return s.cmd.Path }
+
+// MoveMount moves the secrets engine at from to to (`vault secrets move`), and waits until the
+// move is done.
+func (s *Server) MoveMount(from, to string) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Client.Sys().RemountWithContext(ctx, from, to); err != nil {
+		s.t.Fatalf("vault secrets move %s %s: %v", from, to, err)
+	}
+}
+
+// DisableMount disables the secrets engine at path (`vault secrets disable`): its data is gone.
+func (s *Server) DisableMount(path string) {
+	s.t.Helper()
+	if err := s.Client.Sys().Unmount(path); err != nil {
+		s.t.Fatalf("vault secrets disable %s: %v", path, err)
+	}
+}
