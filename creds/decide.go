@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 )
 
 // Action is what happens to the env file.
@@ -16,6 +17,7 @@ const (
 	ActionRemove    Action = "remove"    // a confirmed opt-out: remove the stale token
 	ActionKeep      Action = "keep"      // Vault failed: the file is the fallback, leave it alone
 	ActionNone      Action = "none"      // no file, nothing to do
+	ActionRefuse    Action = "refuse"    // write or remove, but the file or its directory is unsafe (FilePlan.Refusal)
 )
 
 // Token origins in Decision.From (the event field T3_TOKEN_SOURCE).
@@ -76,4 +78,31 @@ func Decide(res Result, resolveErr error, cached Secret, cachedErr error) (Decis
 		return Decision{From: FromNone, EnvFile: act, Outcome: res.Outcome}, nil
 	}
 	return Decision{From: FromNone}, fmt.Errorf("%w: %s: no outcome and no error", ErrUnavailable, res.Path)
+}
+
+// FilePlan is a Decision's env file action as a real run carries it out at that path: found by
+// looking at the file and its directory, changing nothing, so that the dry run says what the
+// real run will do (ActionRefuse where it refuses, the directories it creates).
+type FilePlan struct {
+	Action  Action
+	Mkdir   []string // for ActionWrite: directories created first, mode 0700, outermost first
+	Refusal error    // for ActionRefuse: the error the real run reports
+}
+
+// PlanEnvFile turns act, Decide's action for the env file at path, into what will be done there
+// (WritePlan for a write; RemoveEnvFile refuses a directory).
+func PlanEnvFile(path string, act Action) FilePlan {
+	switch act {
+	case ActionWrite:
+		wp, err := PlanWrite(path)
+		if err != nil {
+			return FilePlan{Action: ActionRefuse, Refusal: err}
+		}
+		return FilePlan{Action: ActionWrite, Mkdir: wp.Mkdir}
+	case ActionRemove:
+		if st, err := os.Lstat(path); err == nil && st.IsDir() {
+			return FilePlan{Action: ActionRefuse, Refusal: errRemoveDir(path)}
+		}
+	}
+	return FilePlan{Action: act}
 }

@@ -5,14 +5,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // EnvVar is the variable the env file sets, and the one Claude Code reads.
@@ -29,36 +27,19 @@ var rename = os.Rename
 // EnvironmentFile= and a shell's `.` read. Blank lines, # comments, and one pair of quotes
 // around the value are accepted.
 //
-// A missing file is an error wrapping fs.ErrNotExist. It never follows a symlink at path
-// (O_NOFOLLOW: the supervisor must not be steered into reading and injecting another file), and
-// refuses a file that is not regular or that group or others may read (the token would already
-// have leaked: rotate it). Errors name the file, never the token.
+// A missing file is an error wrapping fs.ErrNotExist. It reads by readPrivateFile's rules (no
+// symlink followed: the supervisor must not be steered into reading and injecting another file;
+// no FIFO; a regular file; bounded), and refuses a file that group or others may read (the token
+// would already have leaked: rotate it). Errors name the file, never the token.
 func ReadEnvFile(path string) (Secret, error) {
-	// O_NONBLOCK: a FIFO planted at path must not hang the start.
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		if errors.Is(err, unix.ELOOP) {
-			return Secret{}, fmt.Errorf("env file %s is a symlink: refusing to follow it", path)
+	b, err := readPrivateFile(path, "env file", maxEnvFile, func(st fs.FileInfo) error {
+		if perm := st.Mode().Perm(); perm&0o077 != 0 {
+			return fmt.Errorf("env file %s has mode %04o: group or others can read the token (remove the file and rotate the token)", path, perm)
 		}
-		return Secret{}, err // *fs.PathError, names the file
-	}
-	defer f.Close()
-	st, err := f.Stat()
+		return nil
+	})
 	if err != nil {
-		return Secret{}, fmt.Errorf("env file %s: %w", path, err)
-	}
-	if !st.Mode().IsRegular() {
-		return Secret{}, fmt.Errorf("env file %s is not a regular file (%s)", path, st.Mode().Type())
-	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return Secret{}, fmt.Errorf("env file %s has mode %04o: group or others can read the token (remove the file and rotate the token)", path, perm)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxEnvFile+1))
-	if err != nil {
-		return Secret{}, fmt.Errorf("env file %s: %w", path, err)
-	}
-	if len(b) > maxEnvFile {
-		return Secret{}, fmt.Errorf("env file %s is larger than %d bytes: not one line", path, maxEnvFile)
+		return Secret{}, err
 	}
 	tok, err := parseEnvFile(b)
 	if err != nil {
@@ -102,31 +83,30 @@ func parseEnvFile(b []byte) (Secret, error) {
 // s (and is a valid, private file) nothing is written: mtime and inode stay, so watchers of the
 // file see no change.
 //
-// Otherwise: the directory is created 0700 (and tightened to 0700 when it exists wider); a
-// temporary file is created in it with mode 0600 from the start (O_EXCL; never a wider mode then
-// a chmod), written, fsynced, renamed over path (rename(2) is atomic), and the directory fsynced,
-// so that a crash at any point leaves the old complete file or the new one. On an error the
-// temporary file is removed: no partial file remains. A symlink at path or in place of the
-// directory is refused: the supervisor must not be steered into writing the token elsewhere.
+// Otherwise it does what PlanWrite says (the dry run prints that): missing directories are
+// created 0700; a temporary file is created in the directory with mode 0600 from the start
+// (O_EXCL; never a wider mode then a chmod), written, fsynced, renamed over path (rename(2) is
+// atomic), and the directory fsynced, so that a crash at any point leaves the old complete file
+// or the new one. On an error the temporary file is removed: no partial file remains. What
+// PlanWrite refuses (a symlink at path or in place of the directory, a FIFO, a directory others
+// can write) is refused: the supervisor must not be steered into writing the token elsewhere.
 func WriteEnvFile(path string, s Secret) (changed bool, err error) {
 	if err := ValidateToken(s.Reveal()); err != nil {
 		return false, fmt.Errorf("env file %s: refusing to write: %w", path, err)
 	}
-	dir := filepath.Dir(path)
-	if err := ensurePrivateDir(dir); err != nil {
+	plan, err := PlanWrite(path)
+	if err != nil {
 		return false, err
 	}
-	if st, err := os.Lstat(path); err == nil {
-		if st.Mode()&fs.ModeSymlink != 0 {
-			return false, fmt.Errorf("env file %s is a symlink: refusing to write through it", path)
-		}
-		if !st.Mode().IsRegular() {
-			return false, fmt.Errorf("env file %s is not a regular file (%s): refusing to replace it", path, st.Mode().Type())
-		}
-		if old, err := ReadEnvFile(path); err == nil && old.Equal(s) {
-			return false, nil
+	for _, d := range plan.Mkdir {
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return false, fmt.Errorf("env file directory %s: %w", d, err)
 		}
 	}
+	if old, err := ReadEnvFile(path); err == nil && old.Equal(s) {
+		return false, nil
+	}
+	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*") // O_EXCL, mode 0600
 	if err != nil {
 		return false, fmt.Errorf("env file %s: %w", path, err)
@@ -185,7 +165,7 @@ func RemoveEnvFile(path string) (removed bool, err error) {
 		return false, fmt.Errorf("env file %s: %w", path, err)
 	}
 	if st.IsDir() {
-		return false, fmt.Errorf("env file %s is a directory: refusing to remove it", path)
+		return false, errRemoveDir(path)
 	}
 	if err := os.Remove(path); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -199,28 +179,76 @@ func RemoveEnvFile(path string) (removed bool, err error) {
 	return true, nil
 }
 
-// ensurePrivateDir makes dir exist as a real directory with mode 0700.
-func ensurePrivateDir(dir string) error {
+// WritePlan is what WriteEnvFile does at a path before it writes the file.
+type WritePlan struct {
+	Mkdir []string // directories it creates, mode 0700, outermost first
+}
+
+// PlanWrite says what WriteEnvFile would do at path, and changes nothing; its error is the
+// refusal WriteEnvFile would return.
+//
+// A missing directory (and its missing parents) is created 0700. A directory that exists is
+// never chmodded: it may be $HOME, or ~/.config, whose modes are the user's business, and the
+// file itself is 0600 in any case. It must be a real directory (not a symlink to one) owned by
+// the user this runs as, that neither group nor others may write: whoever can write it can
+// replace the token file, or plant a symlink for the next write. Such a directory is refused
+// with the change to make, rather than tightened behind the operator's back. A symlink or any
+// other non-regular file at path is refused.
+func PlanWrite(path string) (WritePlan, error) {
+	var plan WritePlan
+	dir := filepath.Dir(path)
 	st, err := os.Lstat(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		// MkdirAll gives missing parents 0700 too (e.g. ~/.config): never wider.
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("env file directory %s: %w", dir, err)
+	switch {
+	case missing(err):
+		// Walk up to the nearest existing ancestor; everything below it is created. Ancestors
+		// are the user's own layout (~/.config may well be a symlink into a dotfiles checkout):
+		// they are followed.
+		for d := dir; ; d = filepath.Dir(d) {
+			ast, err := os.Stat(d)
+			if err == nil {
+				if !ast.IsDir() {
+					return WritePlan{}, fmt.Errorf("env file directory %s cannot be created: %s is %s", dir, d, fileType(ast.Mode()))
+				}
+				break
+			}
+			if !missing(err) || d == filepath.Dir(d) {
+				return WritePlan{}, fmt.Errorf("env file directory %s: %w", dir, err)
+			}
+			plan.Mkdir = append([]string{d}, plan.Mkdir...)
 		}
-		st, err = os.Lstat(dir)
-	}
-	if err != nil {
-		return fmt.Errorf("env file directory %s: %w", dir, err)
+		return plan, nil
+	case err != nil:
+		return WritePlan{}, fmt.Errorf("env file directory %s: %w", dir, err)
 	}
 	if !st.IsDir() {
-		return fmt.Errorf("env file directory %s is not a directory (%s): refusing to write there", dir, st.Mode().Type())
+		return WritePlan{}, fmt.Errorf("env file directory %s is %s, not a directory: refusing to write there", dir, fileType(st.Mode()))
 	}
-	if st.Mode().Perm() != 0o700 {
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return fmt.Errorf("env file directory %s has mode %04o and cannot be made 0700: %w", dir, st.Mode().Perm(), err)
-		}
+	if uid := st.Sys().(*syscall.Stat_t).Uid; int(uid) != os.Geteuid() {
+		return WritePlan{}, fmt.Errorf("env file directory %s is owned by uid %d, not by uid %d that this runs as: refusing to write there", dir, uid, os.Geteuid())
 	}
-	return nil
+	if perm := st.Mode().Perm(); perm&0o022 != 0 {
+		return WritePlan{}, fmt.Errorf("env file directory %s has mode %04o: group or others could replace the token file; refusing to write there (chmod go-w %s)", dir, perm, dir)
+	}
+	fst, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return WritePlan{}, fmt.Errorf("env file %s: %w", path, err)
+	case fst.Mode()&fs.ModeSymlink != 0:
+		return WritePlan{}, fmt.Errorf("env file %s is a symlink: refusing to write through it", path)
+	case !fst.Mode().IsRegular():
+		return WritePlan{}, fmt.Errorf("env file %s is %s, not a regular file: refusing to replace it", path, fileType(fst.Mode()))
+	}
+	return plan, nil
+}
+
+// missing: no such file, or a path through a file that is not a directory (ENOTDIR).
+func missing(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
+func errRemoveDir(path string) error {
+	return fmt.Errorf("env file %s is a directory: refusing to remove it", path)
 }
 
 func syncDir(dir string) error {

@@ -74,14 +74,83 @@ func inode(t *testing.T, path string) uint64 {
 	return st.Sys().(*syscall.Stat_t).Ino
 }
 
-func TestEnvFileTightensTheDirectory(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "cas")
-	os.Mkdir(dir, 0o755)
-	if _, err := WriteEnvFile(filepath.Join(dir, "claude-oauth.env"), NewSecret(testToken)); err != nil {
+// A directory that exists is never chmodded (it may be $HOME): a safe one is used as it is, one
+// that group or others may write is refused with the fix. Missing directories are created 0700,
+// and PlanWrite, which the dry run prints, lists exactly those.
+func TestEnvFileDirectories(t *testing.T) {
+	base := t.TempDir()
+	home := filepath.Join(base, "home")
+	os.Mkdir(home, 0o751)
+	os.Chmod(home, 0o751)
+	// The env file right in $HOME: HOME keeps its mode.
+	if _, err := WriteEnvFile(filepath.Join(home, "claude-oauth.env"), NewSecret(testToken)); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := os.Stat(dir); st.Mode().Perm() != 0o700 {
-		t.Errorf("dir mode %04o", st.Mode().Perm())
+	if st, _ := os.Stat(home); st.Mode().Perm() != 0o751 {
+		t.Errorf("$HOME's mode changed to %04o", st.Mode().Perm())
+	}
+	// A missing chain: each created 0700, as planned.
+	path := filepath.Join(home, ".config", "claude-auth-sync", "claude-oauth.env")
+	plan, err := PlanWrite(path)
+	want := []string{filepath.Join(home, ".config"), filepath.Join(home, ".config", "claude-auth-sync")}
+	if err != nil || strings.Join(plan.Mkdir, " ") != strings.Join(want, " ") {
+		t.Fatalf("plan %v %v, want mkdir %v", plan, err, want)
+	}
+	if fp := PlanEnvFile(path, ActionWrite); fp.Action != ActionWrite || len(fp.Mkdir) != 2 || fp.Refusal != nil {
+		t.Errorf("file plan %+v", fp)
+	}
+	if _, err := WriteEnvFile(path, NewSecret(testToken)); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range want {
+		if st, _ := os.Stat(d); st.Mode().Perm() != 0o700 {
+			t.Errorf("%s created %04o", d, st.Mode().Perm())
+		}
+	}
+	if plan, err := PlanWrite(path); err != nil || len(plan.Mkdir) != 0 {
+		t.Errorf("plan once the directories exist: %v %v", plan, err)
+	}
+	// An existing 0755 directory (the old sync script's, say) stays 0755.
+	cas := filepath.Join(home, ".config", "claude-auth-sync")
+	os.Chmod(cas, 0o755)
+	if _, err := WriteEnvFile(path, NewSecret(testToken+"2")); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(cas); st.Mode().Perm() != 0o755 {
+		t.Errorf("an existing directory was chmodded to %04o", st.Mode().Perm())
+	}
+	// Writable by group or others: refused, nothing written, mode untouched.
+	for _, mode := range []os.FileMode{0o775, 0o777, os.ModeSticky | 0o777, 0o730} {
+		os.Chmod(cas, mode)
+		before, _ := os.ReadFile(path)
+		_, err := WriteEnvFile(path, NewSecret(testToken))
+		if err == nil || !strings.Contains(err.Error(), "group or others could replace") || !strings.Contains(err.Error(), "chmod go-w "+cas) {
+			t.Errorf("mode %04o: %v", mode, err)
+		}
+		if fp := PlanEnvFile(path, ActionWrite); fp.Action != ActionRefuse || fp.Refusal == nil || fp.Refusal.Error() != err.Error() {
+			t.Errorf("mode %04o: the plan does not say what the write does: %+v", mode, fp)
+		}
+		if after, _ := os.ReadFile(path); string(after) != string(before) {
+			t.Errorf("mode %04o: written anyway", mode)
+		}
+		if st, _ := os.Stat(cas); st.Mode()&(os.ModePerm|os.ModeSticky) != mode {
+			t.Errorf("mode %04o changed to %v", mode, st.Mode())
+		}
+	}
+	os.Chmod(cas, 0o700)
+	// Owned by somebody else (only root can make one).
+	if os.Geteuid() == 0 {
+		other := filepath.Join(base, "other")
+		os.Mkdir(other, 0o700)
+		os.Chown(other, 65534, 65534)
+		if _, err := WriteEnvFile(filepath.Join(other, "x.env"), NewSecret(testToken)); err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
+			t.Errorf("another user's directory: %v", err)
+		}
+	}
+	// A file in the way of a directory to create.
+	os.WriteFile(filepath.Join(base, "plain"), nil, 0o600)
+	if _, err := PlanWrite(filepath.Join(base, "plain", "sub", "x.env")); err == nil || !strings.Contains(err.Error(), "cannot be created") {
+		t.Errorf("a file where a directory goes: %v", err)
 	}
 }
 
@@ -102,11 +171,22 @@ func TestEnvFileRefusesSymlinks(t *testing.T) {
 	if b, _ := os.ReadFile(target); string(b) != "precious\n" {
 		t.Errorf("the target changed: %q", b)
 	}
+	// The dry run says so, the reason included.
+	if fp := PlanEnvFile(path, ActionWrite); fp.Action != ActionRefuse || !strings.Contains(fp.Refusal.Error(), "symlink") {
+		t.Errorf("plan for a symlink: %+v", fp)
+	}
+	// Removing takes the link, never its target.
+	if fp := PlanEnvFile(path, ActionRemove); fp.Action != ActionRemove {
+		t.Errorf("plan to remove a symlink: %+v", fp)
+	}
 	// A symlinked directory is refused too.
 	linkDir := filepath.Join(base, "linkdir")
 	os.Symlink(dir, linkDir)
 	if _, err := WriteEnvFile(filepath.Join(linkDir, "x.env"), NewSecret(testToken)); err == nil {
 		t.Error("wrote into a symlinked directory")
+	}
+	if fp := PlanEnvFile(filepath.Join(linkDir, "x.env"), ActionWrite); fp.Action != ActionRefuse {
+		t.Errorf("plan for a symlinked directory: %+v", fp)
 	}
 }
 
@@ -198,6 +278,12 @@ func TestReadEnvFileAcceptsQuotesAndRefusesOddFiles(t *testing.T) {
 	}
 	if _, err := RemoveEnvFile(sub); err == nil {
 		t.Error("removed a directory")
+	}
+	if fp := PlanEnvFile(fifo, ActionWrite); fp.Action != ActionRefuse || !strings.Contains(fp.Refusal.Error(), "a FIFO") {
+		t.Errorf("plan for a FIFO: %+v", fp)
+	}
+	if fp := PlanEnvFile(sub, ActionRemove); fp.Action != ActionRefuse {
+		t.Errorf("plan to remove a directory: %+v", fp)
 	}
 }
 

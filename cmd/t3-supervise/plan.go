@@ -43,6 +43,7 @@ type plan struct {
 	Failure    *failurePlan   `json:"failure,omitempty"`
 
 	decision creds.Decision
+	fileAct  creds.FilePlan // the decision's env file action as a real run carries it out
 	env      []string
 	client   *creds.Client
 }
@@ -55,6 +56,7 @@ type credentialPlan struct {
 	VaultAddr   string `json:"vault_addr"`
 	Path        string `json:"path"`
 	Mount       string `json:"mount,omitempty"`
+	MountGuess  bool   `json:"mount_guessed,omitempty"` // Vault refused the mount lookup: Mount is the first path segment
 	KVVersion   int    `json:"kv_version,omitempty"`
 	Version     int    `json:"version,omitempty"`
 	Fingerprint string `json:"fingerprint,omitempty"`
@@ -65,8 +67,10 @@ type credentialPlan struct {
 }
 
 type envFilePlan struct {
-	Path   string `json:"path"`
-	Action string `json:"action"`
+	Path   string   `json:"path"`
+	Action string   `json:"action"`
+	Mkdir  []string `json:"mkdir,omitempty"`  // created first, mode 0700
+	Reason string   `json:"reason,omitempty"` // why a real run refuses (action "refuse")
 }
 
 type envVar struct {
@@ -172,16 +176,25 @@ func (p *plan) resolveCredential(ctx context.Context, cfg *config, ev *events) e
 	if cfg.Creds.TokenFile != "" && res.Auth == creds.AuthTokenFile {
 		c.TokenFile = cfg.Creds.TokenFile
 	}
+	c.MountGuess = res.MountGuessed
 	if derr != nil {
 		c.Outcome, c.From = "error", "none"
 		re := credError(derr)
+		if ctx.Err() == context.Canceled {
+			// A stop (SIGTERM) called the question off: not a failure; run reports the stop.
+			return re
+		}
 		ev.emit(evCredFailed, fields{"T3_VAULT_PATH": c.Path, "T3_EXIT_CODE": fmt.Sprint(re.code)},
-			"cannot resolve the token and no earlier one is materialized: %v", derr)
+			"%s", failureNote(cfg.EnvFile, cached, cachedErr, derr))
 		return re
 	}
 	p.decision = d
 	c.Outcome, c.From = d.Outcome.String(), d.From
-	p.EnvFile.Action = string(d.EnvFile)
+	p.fileAct = creds.PlanEnvFile(cfg.EnvFile, d.EnvFile)
+	p.EnvFile.Action, p.EnvFile.Mkdir = string(p.fileAct.Action), p.fileAct.Mkdir
+	if p.fileAct.Refusal != nil {
+		p.EnvFile.Reason = p.fileAct.Refusal.Error()
+	}
 	f := fields{"T3_VAULT_PATH": c.Path, "T3_TOKEN_SOURCE": d.From}
 	if c.Version > 0 {
 		f["T3_KV_VERSION"] = fmt.Sprint(c.Version)
@@ -202,6 +215,20 @@ func (p *plan) resolveCredential(ctx context.Context, cfg *config, ev *events) e
 		ev.emit(evCredOptOut, f, "no %s at %s (%s): starting t3 on the normal credential flow", cfg.Creds.Field, c.Path, d.Outcome)
 	}
 	return nil
+}
+
+// failureNote is the message of credential_failed: the Vault error, and why no materialized
+// token takes its place.
+func failureNote(envFile string, cached creds.Secret, cachedErr, err error) string {
+	switch {
+	case errors.Is(cachedErr, fs.ErrNotExist):
+		return fmt.Sprintf("cannot resolve the token, and no earlier one is materialized at %s: %v", envFile, err)
+	case cachedErr != nil:
+		return fmt.Sprintf("cannot resolve the token, and the one materialized at %s cannot be used (%v): %v", envFile, cachedErr, err)
+	case errors.Is(err, creds.ErrConfig) && !cached.IsZero():
+		return fmt.Sprintf("cannot resolve the token: %v; the token materialized at %s is not used in its place, because a configuration error must be fixed, not outlived", err, envFile)
+	}
+	return fmt.Sprintf("cannot resolve the token: %v", err)
 }
 
 // planCgroup checks the delegated cgroup (read-only) and computes the writes of a real run.
@@ -335,6 +362,9 @@ func (p *plan) print(w io.Writer, asJSON bool) {
 	fmt.Fprintf(w, "  vault       %s  %s", c.VaultAddr, c.Path)
 	if c.Mount != "" {
 		fmt.Fprintf(w, "  (mount %s, KV v%d", c.Mount, c.KVVersion)
+		if c.MountGuess {
+			fmt.Fprint(w, ", mount guessed: Vault refused sys/internal/ui/mounts")
+		}
 		if c.Version > 0 {
 			fmt.Fprintf(w, ", version %d", c.Version)
 		}
@@ -355,7 +385,14 @@ func (p *plan) print(w io.Writer, asJSON bool) {
 		fmt.Fprintf(w, "  outranking  %s: dropped (claude would use them instead of the injected %s)\n", strings.Join(c.Outranking, ", "), tokenVar)
 	}
 	if p.EnvFile.Action != "" {
-		fmt.Fprintf(w, "env file\n  %s  %s\n", p.EnvFile.Action, p.EnvFile.Path)
+		fmt.Fprintf(w, "env file\n")
+		for _, d := range p.EnvFile.Mkdir {
+			fmt.Fprintf(w, "  %-11s %s (mode 0700)\n", "mkdir", d)
+		}
+		fmt.Fprintf(w, "  %-11s %s\n", p.EnvFile.Action, p.EnvFile.Path)
+		if p.EnvFile.Reason != "" {
+			fmt.Fprintf(w, "  %-11s %s\n", "because", p.EnvFile.Reason)
+		}
 	}
 	if len(p.Argv) > 0 {
 		fmt.Fprintf(w, "command\n  argv        %s\n", strings.Join(quoteAll(p.Argv), " "))

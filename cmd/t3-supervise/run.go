@@ -381,7 +381,7 @@ func sigName(s os.Signal) string {
 // applyEnvFile carries out the env file action of the plan.
 func applyEnvFile(cfg *config, p *plan, ev *events) error {
 	f := fields{"T3_ENV_FILE": cfg.EnvFile}
-	switch p.decision.EnvFile {
+	switch p.fileAct.Action {
 	case creds.ActionWrite:
 		changed, err := creds.WriteEnvFile(cfg.EnvFile, p.decision.Inject)
 		if err != nil {
@@ -391,6 +391,8 @@ func applyEnvFile(cfg *config, p *plan, ev *events) error {
 			f["T3_TOKEN_FINGERPRINT"] = p.decision.Inject.Fingerprint()
 			ev.emit(evEnvFileWritten, f, "token materialized at %s", cfg.EnvFile)
 		}
+	case creds.ActionRefuse:
+		return p.fileAct.Refusal
 	case creds.ActionRemove:
 		removed, err := creds.RemoveEnvFile(cfg.EnvFile)
 		if err != nil {
