@@ -30,7 +30,19 @@ type rotation struct {
 	idleFrom time.Time // when-idle: since when no agent has run
 	last     time.Time // when the last re-read started
 	next     time.Time // when the timer was last set to fire
+
+	// gone is the opt-out answer (no secret, no field, deleted, destroyed) of a re-read while t3
+	// holds a token, waiting for a second read to confirm it (Unknown: none waits); confirmAfter
+	// is the pause before that read.
+	gone         creds.Outcome
+	confirmAfter time.Duration
 }
+
+// optOutConfirmDelay is the pause between a re-read that finds the token gone and the read that
+// must agree before the env file is removed and the restart policy is asked. Defence in depth
+// behind creds' judging of Vault's answers: a token disappears for good rarely, and a second
+// look costs one request; a wrong "gone" logs the user out everywhere.
+const optOutConfirmDelay = 5 * time.Second
 
 // minSpacing is the least time between two re-reads asked for by SIGHUP: a storm of SIGHUPs
 // makes one re-read a second at most, never a request storm against Vault.
@@ -45,6 +57,7 @@ func newRotation(cfg *config, p *plan) *rotation {
 	r := &rotation{
 		cfg: cfg, client: p.client, sched: creds.NewSchedule(cfg.User, cfg.Rotation.Interval),
 		results: make(chan refreshResult, 1), current: p.decision.Inject, version: p.Credential.Version,
+		confirmAfter: optOutConfirmDelay,
 	}
 	r.backoff = creds.Backoff{Base: 15 * time.Second, Cap: max(r.sched.Interval, 15*time.Second)}
 	r.timer = time.NewTimer(time.Hour)
@@ -86,7 +99,9 @@ func (r *rotation) handle(ev *events, rr refreshResult) {
 	f := fields{"T3_VAULT_PATH": rr.res.Path}
 	if rr.err != nil {
 		// An outage changes nothing: t3 keeps its token, the env file stays. One event per
-		// outage, then quiet, re-reading with backoff.
+		// outage, then quiet, re-reading with backoff. A "gone" waiting for confirmation is
+		// not confirmed by a failure: it must be seen twice in a row.
+		r.gone = creds.Unknown
 		wait := r.backoff.Next()
 		if !r.outage {
 			r.outage = true
@@ -105,6 +120,8 @@ func (r *rotation) handle(ev *events, rr refreshResult) {
 		// successes bunch up in the seconds after Vault returns (creds.Schedule).
 		r.arm(r.sched.Next(time.Now()))
 	}
+	gone := r.gone
+	r.gone = creds.Unknown
 	switch {
 	case rr.res.Outcome == creds.Found && !rr.res.Token.Equal(r.current):
 		f["T3_KV_VERSION"] = fmt.Sprint(rr.res.Version)
@@ -117,6 +134,10 @@ func (r *rotation) handle(ev *events, rr refreshResult) {
 		ev.emit(evCredRotated, f, "the token at %s changed (version %s -> %d); %s written; %s",
 			rr.res.Path, f["T3_KV_VERSION_BEFORE"], rr.res.Version, r.cfg.EnvFile, r.policyNote())
 		r.pending = r.cfg.Rotation.Restart != "never"
+	case rr.res.Outcome.OptOut() && !r.current.IsZero() && gone == creds.Unknown:
+		// Seen once: ask again after a pause before anything changes.
+		r.gone = rr.res.Outcome
+		r.arm(time.Now().Add(r.confirmAfter))
 	case rr.res.Outcome.OptOut() && !r.current.IsZero():
 		if removed, err := creds.RemoveEnvFile(r.cfg.EnvFile); err != nil {
 			ev.emit(evEnvFileFailed, fields{"T3_ENV_FILE": r.cfg.EnvFile}, "%v", err)
@@ -124,8 +145,13 @@ func (r *rotation) handle(ev *events, rr refreshResult) {
 			ev.emit(evEnvFileRemoved, fields{"T3_ENV_FILE": r.cfg.EnvFile}, "removed %s: the user no longer has a token in Vault", r.cfg.EnvFile)
 		}
 		r.current, r.version = creds.Secret{}, rr.res.Version
-		ev.emit(evCredOptOut, f, "the token at %s is gone (%s); %s", rr.res.Path, rr.res.Outcome, r.policyNote())
+		ev.emit(evCredOptOut, f, "the token at %s is gone (%s; a second read confirmed the first, which said %s); %s",
+			rr.res.Path, rr.res.Outcome, gone, r.policyNote())
 		r.pending = r.cfg.Rotation.Restart != "never"
+	case gone != creds.Unknown:
+		// The second read found the token again: Vault said two different things.
+		ev.emit(evRefreshFailed, f, "a re-read said the token at %s is gone (%s), the next one %v later did not confirm it (%s): nothing changed, t3 keeps its token and %s stays",
+			rr.res.Path, gone, r.confirmAfter, rr.res.Outcome, r.cfg.EnvFile)
 	}
 }
 

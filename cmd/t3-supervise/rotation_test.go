@@ -68,6 +68,7 @@ func TestRotationWhenIdle(t *testing.T) {
 	}
 	a, ev2, _ := testRotation(t, "always")
 	a.handle(ev2, refreshResult{res: creds.Result{Outcome: creds.Deleted}})
+	a.handle(ev2, refreshResult{res: creds.Result{Outcome: creds.Deleted}}) // the confirming read
 	if !a.restartDue(t0, true) {
 		t.Fatal("always: an opt-out while running restarts at once")
 	}
@@ -119,5 +120,68 @@ func TestRotationReturnsToItsSlotAfterARecovery(t *testing.T) {
 		if d := time.Until(r.next); d < interval/10-time.Minute || d > interval+interval/10 {
 			t.Errorf("%s: next re-read in %v", user, d)
 		}
+	}
+}
+
+// A running supervisor that sees the token vanish acts only when the next read agrees: the
+// first "gone" changes nothing and schedules that read (after confirmAfter); a read that finds
+// the token, or fails, in between resets it. The readings are fed in directly: no clock decides.
+func TestOptOutIsConfirmedBySecondRead(t *testing.T) {
+	gone := refreshResult{res: creds.Result{Outcome: creds.NoSecret, Path: "secret/x/alice"}}
+	same := refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken1), Version: 1}}
+	failed := refreshResult{err: fmt.Errorf("%w: connection refused", creds.ErrUnavailable)}
+	untouched := func(t *testing.T, r *rotation, out *syncBuffer) {
+		t.Helper()
+		if b, _ := os.ReadFile(r.cfg.EnvFile); string(b) != "CLAUDE_CODE_OAUTH_TOKEN="+fakeToken1+"\n" {
+			t.Error("the env file changed")
+		}
+		if r.pending || r.restartDue(time.Now(), false) || !r.current.Equal(creds.NewSecret(fakeToken1)) {
+			t.Error("the restart policy was asked, or the token dropped")
+		}
+		if strings.Contains(out.String(), "credential_opt_out") || strings.Contains(out.String(), "env_file_removed") {
+			t.Errorf("acted on an unconfirmed opt-out:\n%s", out)
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		then     []refreshResult
+		confirms bool
+	}{
+		{"gone twice", []refreshResult{gone}, true},
+		{"gone, then found", []refreshResult{same, gone}, false}, // the second "gone" is a first again
+		{"gone, then a failure", []refreshResult{failed, gone}, false},
+		{"gone, failure, gone, gone", []refreshResult{failed, gone, gone}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, ev, out := testRotation(t, "always")
+			if _, err := creds.WriteEnvFile(r.cfg.EnvFile, creds.NewSecret(fakeToken1)); err != nil {
+				t.Fatal(err)
+			}
+			r.confirmAfter = time.Millisecond
+			r.handle(ev, gone)
+			untouched(t, r, out)
+			// The confirming read is scheduled: the timer fires (a condition, not a sleep).
+			select {
+			case <-r.C():
+			case <-time.After(10 * time.Second):
+				t.Fatal("no confirming read scheduled")
+			}
+			for _, rr := range tc.then {
+				r.handle(ev, rr)
+			}
+			if !tc.confirms {
+				untouched(t, r, out)
+				if tc.then[0].err == nil && !strings.Contains(out.String(), "did not confirm it") {
+					t.Errorf("no word of the unconfirmed opt-out:\n%s", out)
+				}
+				return
+			}
+			if _, err := os.Stat(r.cfg.EnvFile); !os.IsNotExist(err) {
+				t.Errorf("confirmed, but the env file stays: %v", err)
+			}
+			if !r.pending || !r.current.IsZero() || !strings.Contains(out.String(), "a second read confirmed") {
+				t.Errorf("confirmed, but not acted on:\n%s", out)
+			}
+		})
 	}
 }
