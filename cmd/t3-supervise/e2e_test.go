@@ -241,8 +241,10 @@ func (w *world) start(args ...string) *proc {
 	w.procs = append(w.procs, p)
 	w.t.Cleanup(func() {
 		cmd.Process.Kill()
-		<-p.done
+		// The fakes first: a t3 left behind by a killed supervisor holds its output pipes, and
+		// Wait (p.done) waits for them.
 		w.killReported()
+		<-p.done
 	})
 	return p
 }

@@ -261,6 +261,10 @@ func TestSIGTERMDuringStartUp(t *testing.T) {
 	if code != 0 || time.Since(start) > 3*time.Second {
 		t.Errorf("exit %d %v after SIGTERM during the Vault read\n%s", code, time.Since(start), p.stderr)
 	}
+	// An ordinary stop, not a credential failure: no error event claiming otherwise.
+	if strings.Contains(p.stderr.String(), "credential_failed") || !strings.Contains(p.stderr.String(), "info stopped") {
+		t.Errorf("events of a stop during start-up:\n%s", p.stderr)
+	}
 	w.assertNothingStarted()
 
 	// And while t3 starts but does not answer yet (the readiness wait).
