@@ -75,6 +75,7 @@ test-vm: build tools
 	test/vm/run test/vm/smoke
 	test/vm/run --busybox test/vm/busybox-smoke
 	test/vm/e2e
+	test/vm/e2e creds
 	test/vm/e2e soak
 
 # 100 balloons and a fork bomb in the guest (RELIABILITY.md); part of test-vm.

@@ -104,12 +104,12 @@ func flagSet(c *config, rawEnvAllow *[]string, extraEnvAllow *[]string, tokenFil
 	fs.StringVar(&c.T3Bin, "t3-bin", "t3", "the t3 program, looked up on the child's PATH unless it contains a '/'")
 	fs.StringVar(&c.Creds.PathTemplate, "vault-path-template", creds.DefaultPathTemplate, "Vault KV v2 path of the user's secret; must contain {user} (a shared token is forbidden)")
 	fs.StringVar(&c.Creds.Field, "vault-field", creds.DefaultField, "field of the secret that holds the setup token")
-	fs.StringVar(tokenFile, "vault-token-file", "", "file holding the Vault token (default: $CREDENTIALS_DIRECTORY/vault-token when set, else ~/.config/claude-auth-sync/vault-token)")
+	fs.StringVar(tokenFile, "vault-token-file", "", "file holding the Vault token, read as the user: a regular file, never through a symlink (default: $CREDENTIALS_DIRECTORY/vault-token when systemd put one there, else ~/.config/claude-auth-sync/vault-token)")
 	fs.StringVar(&c.Creds.AppRoleRoleID, "approle-role-id", "", "AppRole role id, used when no token file and no VAULT_TOKEN is available")
 	fs.StringVar(&c.Creds.AppRoleSecretIDFile, "approle-secret-id-file", "", "file holding the AppRole secret id")
 	fs.StringVar(&c.Creds.PolicyTemplate, "vault-policy-template", "", "if set (e.g. workstation-claude-{user}), refuse a Vault token whose policies lack this one (a foreign token)")
 	fs.DurationVar(&c.Creds.Timeout, "vault-timeout", 10*time.Second, "bound on one whole credential resolution (login and read)")
-	fs.StringVar(&c.EnvFile, "env-file", "", "where the token is materialized for the user's other sessions (default: ~/.config/claude-auth-sync/claude-oauth.env)")
+	fs.StringVar(&c.EnvFile, "env-file", "", "where the token is materialized for the user's other sessions, mode 0600; missing directories are created 0700, an existing one keeps its mode and must not be writable by group or others (default: ~/.config/claude-auth-sync/claude-oauth.env)")
 	fs.StringSliceVar(rawEnvAllow, "env-allow", supervise.DefaultAllow, "variables passed from this environment to t3 (NAME or PREFIX*); replaces the default list")
 	fs.StringSliceVar(extraEnvAllow, "env-allow-extra", nil, "variables passed in addition to --env-allow")
 	fs.DurationVar(&c.StopTimeout, "stop-timeout", defaultStopTimeout, "grace period between SIGTERM to t3 and SIGKILL to everything it spawned; keep it below the unit's TimeoutStopSec")
@@ -222,11 +222,16 @@ func parseConfig(args []string, environ []string, stderr io.Writer) (*config, er
 	}
 	c.Creds.TokenFile, c.Creds.TokenFileExplicit = tokenFile, tokenFile != ""
 	if tokenFile == "" {
+		c.Creds.TokenFile = filepath.Join(c.Home, ".config", "claude-auth-sync", "vault-token")
+		// An operator's LoadCredential=vault-token:/ROOT-OWNED/PATH puts it here
+		// (systemd.exec(5), "Credentials"). The unit does not load it from the user's home:
+		// systemd reads LoadCredential= as root and follows symlinks, so a user could link
+		// the path to another user's token. The supervisor reads the home file itself, as
+		// the user. Another credential of the unit's must not hide the home file.
 		if dir := c.getenv("CREDENTIALS_DIRECTORY"); dir != "" {
-			// systemd LoadCredential=vault-token:... puts it here (systemd.exec(5), "Credentials").
-			c.Creds.TokenFile = filepath.Join(dir, "vault-token")
-		} else {
-			c.Creds.TokenFile = filepath.Join(c.Home, ".config", "claude-auth-sync", "vault-token")
+			if _, err := os.Lstat(filepath.Join(dir, "vault-token")); err == nil {
+				c.Creds.TokenFile = filepath.Join(dir, "vault-token")
+			}
 		}
 	}
 	if (c.Creds.AppRoleRoleID == "") != (c.Creds.AppRoleSecretIDFile == "") {

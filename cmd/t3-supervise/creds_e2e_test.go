@@ -359,3 +359,34 @@ func TestDryRunSaysWhatHappensToTheEnvFile(t *testing.T) {
 		}
 	})
 }
+
+// $CREDENTIALS_DIRECTORY/vault-token (an operator's LoadCredential= from a root-owned path) is
+// read first when it is there; a credentials directory without one (another credential of the
+// unit's) no longer hides the home file.
+func TestTokenFileFromCredentialsDirectory(t *testing.T) {
+	w := newVaultWorld(t)
+	creds := filepath.Join(w.dir, "credentials")
+	os.Mkdir(creds, 0o700)
+	w.setenv("CREDENTIALS_DIRECTORY=" + creds)
+	tokenFile := func() string {
+		t.Helper()
+		code, p := w.run("--no-cgroup", "--dry-run", "--output", "json")
+		var plan struct {
+			Credential struct {
+				Outcome   string `json:"outcome"`
+				TokenFile string `json:"vault_token_file"`
+			} `json:"credential"`
+		}
+		if code != 0 || json.Unmarshal(p.stdout.Bytes(), &plan) != nil || plan.Credential.Outcome != "found" {
+			t.Fatalf("dry run exit %d: %s%s", code, p.stdout, p.stderr)
+		}
+		return plan.Credential.TokenFile
+	}
+	if got, want := tokenFile(), filepath.Join(w.home, ".config", "claude-auth-sync", "vault-token"); got != want {
+		t.Errorf("without a vault-token in $CREDENTIALS_DIRECTORY: %s, want %s", got, want)
+	}
+	os.WriteFile(filepath.Join(creds, "vault-token"), []byte(w.vaultToken+"\n"), 0o600)
+	if got, want := tokenFile(), filepath.Join(creds, "vault-token"); got != want {
+		t.Errorf("with one: %s, want %s", got, want)
+	}
+}

@@ -17,15 +17,22 @@ USAGE
 
   It resolves the setup token of --user from Vault (KV v2, path from --vault-path-template,
   field --vault-field), writes it to --env-file for the user's other sessions, and starts t3
-  with CLAUDE_CODE_OAUTH_TOKEN set. A user with no token in Vault (no secret, no field, or its
-  latest version deleted) is an opt-out: t3 starts unchanged on the normal credential flow and
-  the env file is removed. When Vault fails (unreachable, sealed, slow, 5xx, denied, malformed
-  value) it falls back to the token last written to --env-file, with a warning, and never
-  deletes that file; without one it exits with a code that says why.
+  with CLAUDE_CODE_OAUTH_TOKEN set. A user with no token in Vault is an opt-out: t3 starts
+  unchanged on the normal credential flow and the env file is removed. Only Vault's own answers
+  count as that: 404 {"errors":[]} (no secret), metadata saying the latest version is deleted
+  or destroyed, a secret (with its metadata) without the field. Anything else is a failure:
+  unreachable, sealed, slow, 5xx, denied, a malformed value, a moved, disabled or mistyped
+  mount (404 "no handler for route"), an answer that is not KV v2's. Then it falls back to the
+  token last written to --env-file, with a warning, and never deletes that file; without one
+  it exits with a code that says why. It never follows a Vault redirect to another host.
 
   Vault auth, first that is available: --vault-token-file, VAULT_TOKEN, AppRole
-  (--approle-role-id with --approle-secret-id-file). A renewable (periodic) token is renewed
-  while t3 runs, and the token is re-read every --refresh-interval and on SIGHUP.
+  (--approle-role-id with --approle-secret-id-file). The token and secret id files are read
+  by the supervisor itself, as the user, after any drop from root: regular files only, never
+  through a symlink, never a FIFO, at most 16 KiB. A renewable (periodic) token is renewed
+  while t3 runs, and the token is re-read every --refresh-interval and on SIGHUP. A re-read
+  that finds the token gone is confirmed by a second read 5 s later before the env file is
+  removed or --restart-on-rotation acts.
 
   It never runs t3 and its agents as root: started as root it drops to --user before it does
   anything else (groups, gid, uid; HOME from the user's passwd entry unless HOME is set to
@@ -41,7 +48,10 @@ ENVIRONMENT
   HOME                    the user's home; defaults of --vault-token-file and --env-file live under it
   T3_PORT                 the port of "t3 serve" when the t3 arguments carry no --port; an empty
                           --port value (T3_PORT unset in the unit's EnvironmentFile) is refused
-  CREDENTIALS_DIRECTORY   set by systemd LoadCredential=; the Vault token is read from vault-token in it
+  CREDENTIALS_DIRECTORY   set by systemd for LoadCredential=; a vault-token in it is read first.
+                          Load it only from a root-owned path: systemd reads LoadCredential= as
+                          root and follows symlinks, so a path in the user's home would let the
+                          user copy another user's token (the unit reads none)
   VAULT_TOKEN             Vault token, used when there is no token file
   VAULT_ADDR, VAULT_CACERT, VAULT_CAPATH, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY, VAULT_NAMESPACE,
   VAULT_SKIP_VERIFY, VAULT_TLS_SERVER_NAME, VAULT_CLIENT_TIMEOUT, VAULT_MAX_RETRIES

@@ -35,7 +35,7 @@ T3_PORT=$PORT
 T3_STANDIN_CLAUDE=/home/alice/.local/bin/claude
 EOF
 	# No Vault in the guest: the supervisor falls back to the token materialized earlier (the
-	# fallback path, with its warning event). LoadCredential= needs the token file to exist.
+	# fallback path, with its warning event). The supervisor reads the token file itself, as alice.
 	token=sk-ant-oat01-VMTEST$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 	echo "hvs.not-a-real-token" | install -m 0600 -o alice -g alice /dev/stdin /home/alice/.config/claude-auth-sync/vault-token
 	echo "CLAUDE_CODE_OAUTH_TOKEN=$token" | install -m 0600 -o alice -g alice /dev/stdin /home/alice/.config/claude-auth-sync/claude-oauth.env
