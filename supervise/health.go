@@ -5,7 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -47,6 +52,24 @@ func (p *Probe) Check(ctx context.Context) error {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	return nil
+}
+
+// ProbeURL is the URL that probes a server listening on host and port: that address itself
+// (an IPv6 one in brackets), or loopback when host is a wildcard (0.0.0.0, ::) or empty (Node
+// then listens on every interface, loopback included). A server bound to 127.0.0.2 or ::1 alone
+// never answers on 127.0.0.1.
+func ProbeURL(host string, port int) string {
+	h := strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if h == "" {
+		h = "127.0.0.1"
+	} else if ip, err := netip.ParseAddr(h); err == nil && ip.IsUnspecified() {
+		h = "127.0.0.1"
+		if ip.Is6() {
+			h = "::1"
+		}
+	}
+	u := url.URL{Scheme: "http", Host: net.JoinHostPort(h, strconv.Itoa(port)), Path: "/"}
+	return u.String()
 }
 
 // Clock is the time source of the health logic; tests use a fake one.

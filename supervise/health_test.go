@@ -3,6 +3,7 @@ package supervise
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -96,5 +97,40 @@ func TestProbe(t *testing.T) {
 	l.Close()
 	if err := NewProbe("http://"+addr+"/", time.Second).Check(context.Background()); err == nil {
 		t.Error("closed port answered")
+	}
+}
+
+// The probe dials where the server listens: the address itself, IPv6 in brackets, loopback for
+// a wildcard. Each URL is then checked against a real listener on exactly that address, so a
+// URL that looks right but does not reach the server fails too.
+func TestProbeURL(t *testing.T) {
+	for _, tc := range []struct {
+		host, want, listen string
+	}{
+		{"", "http://127.0.0.1:%d/", "127.0.0.1"},
+		{"0.0.0.0", "http://127.0.0.1:%d/", "0.0.0.0"},
+		{"127.0.0.2", "http://127.0.0.2:%d/", "127.0.0.2"},
+		{"::1", "http://[::1]:%d/", "::1"},
+		{"[::1]", "http://[::1]:%d/", "::1"},
+		{"::", "http://[::1]:%d/", "::"},
+		{"0:0:0:0:0:0:0:0", "http://[::1]:%d/", "::"},
+		{"localhost", "http://localhost:%d/", "127.0.0.1"},
+	} {
+		l, err := net.Listen("tcp", net.JoinHostPort(tc.listen, "0"))
+		if err != nil {
+			t.Fatalf("listen on %s: %v", tc.listen, err)
+		}
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		srv.Listener = l
+		srv.Start()
+		port := l.Addr().(*net.TCPAddr).Port
+		got := ProbeURL(tc.host, port)
+		if want := fmt.Sprintf(tc.want, port); got != want {
+			t.Errorf("ProbeURL(%q) = %s, want %s", tc.host, got, want)
+		}
+		if err := NewProbe(got, 2*time.Second).Check(context.Background()); err != nil {
+			t.Errorf("--host %q, listening on %s: %v", tc.host, tc.listen, err)
+		}
+		srv.Close()
 	}
 }
