@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"runtime"
 	"syscall"
 	"time"
 )
@@ -104,18 +105,19 @@ func Start(cfg Config) (*Child, error) {
 		cmd.Env = []string{} // exec.Cmd would inherit everything on nil
 	}
 	cmd.SysProcAttr = sysProcAttr(cfg.Cgroup)
-	if err := cmd.Start(); err != nil {
+	c := &Child{cmd: cmd, tree: cfg.Tree, done: make(chan struct{})}
+	if c.tree == nil {
+		c.tree = treeKiller{root: os.Getpid()}
+	}
+	started := make(chan error, 1)
+	go c.run(started)
+	if err := <-started; err != nil {
 		code := ExitNotExecutable
 		if errors.Is(err, fs.ErrNotExist) {
 			code = ExitNotFound
 		}
 		return nil, &StartError{Path: path, Code: code, Err: err}
 	}
-	c := &Child{cmd: cmd, tree: cfg.Tree, done: make(chan struct{})}
-	if c.tree == nil {
-		c.tree = treeKiller{root: os.Getpid()}
-	}
-	go c.wait()
 	return c, nil
 }
 
@@ -136,8 +138,20 @@ func LookPath(file string, env []string) (string, error) {
 	return path, nil
 }
 
-// wait is the only caller of Wait (consul-template #1372).
-func (c *Child) wait() {
+// run starts the child and is the only caller of Wait (consul-template #1372). It forks and
+// waits on one OS thread, locked to it: the child's parent-death signal is tied to the thread
+// that forked it, not to the process (prctl(2) PR_SET_PDEATHSIG, golang/go#27505), and a Go
+// thread can end under a live child (the runtime terminates a thread whose locked goroutine
+// returns, which a caller of Start may have done). Locked here, the thread lives exactly as
+// long as it waits for the child.
+func (c *Child) run(started chan<- error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := c.cmd.Start(); err != nil {
+		started <- err
+		return
+	}
+	started <- nil
 	err := c.cmd.Wait()
 	c.exit = exitOf(c.cmd.ProcessState, err)
 	close(c.done)

@@ -76,6 +76,14 @@ func helper(mode string) {
 		}
 		say("ready %d", os.Getpid())
 		select {}
+	case "supervisor": // starts a "hang" child through Start, as the supervisor does; prints its pid, hangs
+		c, err := Start(Config{Path: os.Args[0], Env: []string{helperEnv + "=hang"}})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(98)
+		}
+		say("child %d", c.Pid())
+		select {}
 	case "orphan": // spawns a setsid'd grandchild, prints its pid and exits, leaving it orphaned
 		say("grandchild %d", spawnHelper("ignore-term", true))
 		os.Exit(0)

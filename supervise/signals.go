@@ -8,9 +8,11 @@ import (
 
 // Signals is the supervisor's subscription to the signals an operator or systemd sends.
 type Signals struct {
-	// Stop receives SIGTERM and SIGINT: stop the child and exit.
+	// Stop receives SIGTERM, SIGINT and SIGQUIT: stop the child and exit. SIGQUIT is a stop too:
+	// Go's default for it is a goroutine dump and exit 2, which would end the supervisor in the
+	// middle of everything.
 	Stop <-chan os.Signal
-	// Reload receives SIGHUP: forward it to the child (and re-read credentials).
+	// Reload receives SIGHUP: re-read credentials. It is not for the child (see the caller).
 	Reload <-chan os.Signal
 	// Child receives SIGCHLD, on which a subreaper reaps its orphans.
 	Child <-chan os.Signal
@@ -27,7 +29,7 @@ func Notify() *Signals {
 	stop := make(chan os.Signal, 2)
 	reload := make(chan os.Signal, 1)
 	child := make(chan os.Signal, 1)
-	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
 	signal.Notify(reload, syscall.SIGHUP)
 	signal.Notify(child, syscall.SIGCHLD)
 	return &Signals{Stop: stop, Reload: reload, Child: child, chans: []chan os.Signal{stop, reload, child}}
@@ -38,4 +40,14 @@ func (s *Signals) Close() {
 	for _, c := range s.chans {
 		signal.Stop(c)
 	}
+}
+
+// SurviveBrokenPipe makes a write to a closed stdout or stderr fail with EPIPE instead of killing
+// the process: Go's runtime exits on SIGPIPE from fds 1 and 2 unless the program subscribes to it
+// (os/signal, "SIGPIPE"). The supervisor's stderr is a log pipe that may close (a terminal gone,
+// a pipe reader ended); dying of that would leave t3 behind. A subscription, unlike
+// signal.Ignore, is not inherited: exec resets a handled signal to its default, so t3 and its
+// tools keep the usual SIGPIPE behaviour (an ignored one would survive exec, execve(2)).
+func SurviveBrokenPipe() {
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 }

@@ -3,15 +3,20 @@ package supervise
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestBuildEnv(t *testing.T) {
@@ -311,4 +316,85 @@ func FuzzBuildEnv(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A supervisor that dies, of anything, SIGKILL included, must not leave t3 behind: the kernel
+// kills the child when its parent goes (PR_SET_PDEATHSIG). The "supervisor" here is a helper
+// process that starts a child through Start and is then SIGKILLed.
+func TestChildDiesWithItsSupervisor(t *testing.T) {
+	cfg, out := helperConfig(t, "supervisor")
+	sup, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := readLine(t, out)
+	child, err := strconv.Atoi(strings.TrimPrefix(line, "child "))
+	if err != nil {
+		t.Fatalf("helper said %q", line)
+	}
+	if !alive(child) {
+		t.Fatalf("child %d not running", child)
+	}
+	if err := syscall.Kill(sup.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-sup.Done()
+	waitGone(t, child)
+}
+
+// PR_SET_PDEATHSIG fires when the thread that forked the child exits, not the process
+// (golang/go#27505). A caller of Start whose goroutine is locked to its thread and returns
+// makes the runtime end that thread: the child must live on all the same.
+func TestChildOutlivesTheThreadThatCalledStart(t *testing.T) {
+	cfg, out := helperConfig(t, "hup")
+	type started struct {
+		c   *Child
+		tid int
+		err error
+	}
+	res := make(chan started)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		c, err := Start(cfg)
+		res <- started{c, unix.Gettid(), err}
+	}()
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	readLine(t, out)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", r.tid)); errors.Is(err, fs.ErrNotExist) {
+			break // the thread is gone, and with it any parent-death signal it would cause
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("thread %d did not end", r.tid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A pending SIGKILL would end the child before it could handle the SIGHUP sent after it.
+	if err := r.c.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if got := readLine(t, out); got != "hup" {
+		t.Fatalf("child said %q", got)
+	}
+	r.c.Stop(5 * time.Second)
+}
+
+// SIGQUIT is a stop like SIGTERM; left to Go's default it would end the supervisor with a
+// goroutine dump in the middle of everything (and, before Pdeathsig, leave t3 behind).
+func TestNotifySIGQUITIsAStop(t *testing.T) {
+	s := Notify()
+	defer s.Close()
+	_ = syscall.Kill(os.Getpid(), syscall.SIGQUIT)
+	select {
+	case sig := <-s.Stop:
+		if sig != syscall.SIGQUIT {
+			t.Errorf("stop channel got %v", sig)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("SIGQUIT never reached the stop channel")
+	}
 }
