@@ -7,11 +7,13 @@
 // which keeps `go test ./...` usable on a laptop.
 //
 //	T3S_REQUIRE=vault,journald,root,claude   tiers that must run (the Makefile's test targets set this)
+//	                                          (also cgroup2, node)
 //	T3S_REQUIRE=all                           every tier
 package testenv
 
 import (
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -27,6 +29,7 @@ const (
 	Cgroup2  Tier = "cgroup2"  // a writable cgroup v2 hierarchy (the plumbing, not memory)
 	Claude   Tier = "claude"   // the real Claude Code CLI and the Agent SDK on Node (T3S_CLAUDE_BIN, T3S_SDK_DIR)
 	Groff    Tier = "groff"    // groff, which renders the man page (Debian's groff-base)
+	Node     Tier = "node"     // a node binary on PATH, to run a real Node process as t3
 )
 
 // Requested reports whether T3S_REQUIRE asks for tier.
@@ -61,4 +64,16 @@ func NeedRoot(t testing.TB) {
 		missing = "not running as root"
 	}
 	Need(t, Root, missing)
+}
+
+// NeedNode is Need for the node tier; it returns the path of node.
+func NeedNode(t testing.TB) string {
+	t.Helper()
+	path, err := exec.LookPath("node")
+	missing := ""
+	if err != nil {
+		missing = "no node on PATH (Debian: apt-get install nodejs)"
+	}
+	Need(t, Node, missing)
+	return path
 }

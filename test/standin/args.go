@@ -326,6 +326,7 @@ type serverEnv struct {
 	Agents     int           // T3_STANDIN_AGENTS: agents to spawn at start
 	AgentsAbs  int           // T3_STANDIN_AGENTS_ABS: how many of those by absolute path
 	ReadyDelay time.Duration // T3_STANDIN_READY_DELAY: wait this long before listening
+	SIGHUPDies bool          // T3_STANDIN_SIGHUP=die: no SIGHUP handler, so it kills, as in Node
 }
 
 // readServerEnv reads and checks the T3_STANDIN_* variables; an empty one counts as unset. Errors
@@ -364,6 +365,13 @@ func readServerEnv(getenv func(string) string) (serverEnv, error) {
 			return e, fmt.Errorf("%w: T3_STANDIN_READY_DELAY=%q: want a duration such as 5s", errUsage, v)
 		}
 		e.ReadyDelay = d
+	}
+	switch v := getenv("T3_STANDIN_SIGHUP"); v {
+	case "", "log":
+	case "die":
+		e.SIGHUPDies = true
+	default:
+		return e, fmt.Errorf("%w: T3_STANDIN_SIGHUP=%q: want log or die", errUsage, v)
 	}
 	return e, nil
 }

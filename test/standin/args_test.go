@@ -143,8 +143,9 @@ func TestReadServerEnv(t *testing.T) {
 		}
 		return func(k string) string { return m[k] }
 	}
-	got, err := readServerEnv(env("T3_STANDIN_CLAUDE", "/x/claude", "T3_STANDIN_AGENTS", "8", "T3_STANDIN_AGENTS_ABS", "2", "T3_STANDIN_READY_DELAY", "5s"))
-	if want := (serverEnv{ClaudeAbs: "/x/claude", Agents: 8, AgentsAbs: 2, ReadyDelay: 5 * time.Second}); err != nil || got != want {
+	got, err := readServerEnv(env("T3_STANDIN_CLAUDE", "/x/claude", "T3_STANDIN_AGENTS", "8", "T3_STANDIN_AGENTS_ABS", "2", "T3_STANDIN_READY_DELAY", "5s",
+		"T3_STANDIN_SIGHUP", "die"))
+	if want := (serverEnv{ClaudeAbs: "/x/claude", Agents: 8, AgentsAbs: 2, ReadyDelay: 5 * time.Second, SIGHUPDies: true}); err != nil || got != want {
 		t.Errorf("readServerEnv = %+v, %v; want %+v", got, err, want)
 	}
 	if got, err := readServerEnv(env()); err != nil || got != (serverEnv{}) {
@@ -159,6 +160,7 @@ func TestReadServerEnv(t *testing.T) {
 		{"T3_STANDIN_AGENTS", "2", "T3_STANDIN_AGENTS_ABS", "1"},
 		{"T3_STANDIN_READY_DELAY", "5"},
 		{"T3_STANDIN_READY_DELAY", "-1s"},
+		{"T3_STANDIN_SIGHUP", "ignore"},
 	} {
 		if _, err := readServerEnv(env(bad...)); !errors.Is(err, errUsage) {
 			t.Errorf("readServerEnv(%q): %v; want a usage error", bad, err)

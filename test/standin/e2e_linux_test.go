@@ -732,3 +732,18 @@ func TestAgentProtocol(t *testing.T) {
 		})
 	}
 }
+
+// T3_STANDIN_SIGHUP=die: no handler, so a SIGHUP kills the server by signal 1, as it kills a Node
+// server without one (T3's). The supervisor's tests need a t3 that a forwarded SIGHUP would kill.
+func TestServeDiesOfSIGHUPLikeNode(t *testing.T) {
+	s := startStandin(t, "T3_STANDIN_SIGHUP=die")
+	s.waitLine("t3-standin: listening on ")
+	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	s.exitCode()
+	ws, _ := s.state.Sys().(syscall.WaitStatus)
+	if !ws.Signaled() || ws.Signal() != syscall.SIGHUP {
+		t.Errorf("after SIGHUP: %v; want killed by SIGHUP", s.state)
+	}
+}

@@ -82,10 +82,12 @@
 //	                               "listening" line
 //	T3_STANDIN_AGENTS_ABS=M        of those, M by absolute path
 //	T3_STANDIN_READY_DELAY=5s      listen only after this delay (a slow start)
+//	T3_STANDIN_SIGHUP=die          no SIGHUP handler: a SIGHUP kills it (status 129), as it kills
+//	                               a Node server without one, T3's (default: log, below)
 //
 // Invalid values of these are usage errors. Signals: SIGTERM or SIGINT closes the listener and
-// exits 0 without touching the agents (cleaning them up is the supervisor's job); SIGHUP prints
-// `t3-standin: SIGHUP` and changes nothing. Like Node, it survives writes to a closed pipe
+// exits 0 without touching the agents (cleaning them up is the supervisor's job), as T3 under
+// Effect's NodeRuntime.runMain does; SIGHUP prints `t3-standin: SIGHUP` and changes nothing. Like Node, it survives writes to a closed pipe
 // (SIGPIPE). Agents inherit its whole environment and its process group, as with Node's
 // child_process.spawn; their stderr is the server's stderr.
 //

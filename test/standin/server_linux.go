@@ -83,10 +83,15 @@ func (s *server) logf(format string, args ...any) {
 }
 
 // run starts the server and returns its exit status. It owns the signals: SIGTERM and SIGINT
-// stop it (status 0) without touching the agents, SIGHUP is only logged.
+// stop it (status 0) without touching the agents, SIGHUP is only logged; with
+// T3_STANDIN_SIGHUP=die it has no SIGHUP handler, and Go's default, like Node's, is to die of
+// it (os/signal: "A SIGHUP, SIGINT, or SIGTERM signal causes the program to exit").
 func (s *server) run() int {
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	if !s.env.SIGHUPDies {
+		signal.Notify(sigs, syscall.SIGHUP)
+	}
 	defer signal.Stop(sigs)
 
 	if s.cfg.BaseDir != "" {
