@@ -101,8 +101,15 @@ func newEvents(user string, stderr io.Writer, useJournal bool) *events {
 }
 
 // emit reports one event. It never fails the caller: losing a log line must not stop a server.
+// URL-shaped words lose their credentials first (redactURLs): an error from the Vault client
+// quotes VAULT_ADDR with its user name, a victim's command line may carry a signed URL.
 func (e *events) emit(k eventKind, f fields, format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
+	msg := redactURLs(fmt.Sprintf(format, args...))
+	shown := make(fields, len(f))
+	for name, v := range f {
+		shown[name] = redactURLs(v)
+	}
+	f = shown
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.journal {

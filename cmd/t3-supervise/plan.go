@@ -349,6 +349,7 @@ func without(env []string, name string) []string {
 var secretName = regexp.MustCompile(`(?i)(TOKEN|SECRET|PASSW|KEY|CREDENTIAL|AUTH|COOKIE|SESSION)`)
 
 func (p *plan) print(w io.Writer, asJSON bool) {
+	p = p.redacted()
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
