@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+	passwd "github.com/moby/sys/user"
 	"github.com/spf13/pflag"
 
 	"t3-supervise/cgroup"
@@ -27,7 +29,8 @@ type config struct {
 	Home        string
 	T3Bin       string
 	T3Args      []string
-	Port        int // the port t3 serve listens on (from --port in T3Args, else T3_PORT); 0 = unknown
+	Port        int    // the port t3 serve listens on (from --port in T3Args, else T3_PORT); 0 = unknown
+	Host        string // the address t3 serve listens on (--host in T3Args, else T3CODE_HOST); "" = t3's default
 	Creds       creds.Config
 	EnvFile     string
 	EnvAllow    []string
@@ -47,7 +50,7 @@ type config struct {
 	dropTo  *user.User // started as root with --user: the user to become first
 }
 
-// healthConfig says how the server is probed (GET / on 127.0.0.1:PORT).
+// healthConfig says how the server is probed (GET / on t3's --host, loopback for a wildcard).
 type healthConfig struct {
 	ReadyTimeout   time.Duration // from start to the first answer, else exit 75
 	ProbeInterval  time.Duration // between probes once ready
@@ -93,6 +96,12 @@ func configErrorf(format string, a ...any) error { return configError{fmt.Errorf
 
 const defaultStopTimeout = 20 * time.Second
 
+// refreshFloor is the shortest --refresh-interval: every user's supervisor on a machine re-reads
+// from the one fleet Vault, and a typo such as 10ms would be a request storm against it. A
+// string so that tests can lower it at build time (go build -ldflags
+// "-X main.refreshFloor=1s", the containerboot idiom) without a flag an operator could set.
+var refreshFloor = "1m"
+
 // flagSet defines every flag; its FlagUsages is the FLAGS section of --help.
 func flagSet(c *config, rawEnvAllow *[]string, extraEnvAllow *[]string, tokenFile *string, output *string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("t3-supervise", pflag.ContinueOnError)
@@ -130,10 +139,10 @@ func flagSet(c *config, rawEnvAllow *[]string, extraEnvAllow *[]string, tokenFil
 	fs.DurationVar(&c.Watch.SampleInterval, "sample-interval", time.Second, "how often memory and pressure are sampled")
 	fs.DurationVar(&c.Watch.PlaceInterval, "place-interval", 100*time.Millisecond, "how often server/ is checked for agents spawned around the shim")
 	fs.DurationVar(&c.Health.ReadyTimeout, "ready-timeout", 2*time.Minute, "how long t3 may take to answer GET / after it started (READY=1 is sent then); longer and it is stopped, exit 75")
-	fs.DurationVar(&c.Health.ProbeInterval, "probe-interval", 10*time.Second, "between liveness probes (GET / on 127.0.0.1:PORT); WATCHDOG=1 follows each answer")
+	fs.DurationVar(&c.Health.ProbeInterval, "probe-interval", 10*time.Second, "between liveness probes (GET / on t3's --host and port; loopback when it listens on every interface); WATCHDOG=1 follows each answer")
 	fs.DurationVar(&c.Health.ProbeTimeout, "probe-timeout", 5*time.Second, "how long one probe waits for an answer")
 	fs.DurationVar(&c.Health.LivenessWindow, "liveness-window", time.Minute, "stop t3 and exit 75 after it answered no probe for this long (0: never)")
-	fs.DurationVar(&c.Rotation.Interval, "refresh-interval", time.Hour, "re-read the token from Vault this often (each user at its own offset); SIGHUP re-reads at once; 0: never")
+	fs.DurationVar(&c.Rotation.Interval, "refresh-interval", time.Hour, "re-read the token from Vault this often (each user at its own offset), at least "+refreshFloor+"; SIGHUP re-reads at once; 0: never")
 	fs.StringVar(&c.Rotation.Restart, "restart-on-rotation", "never", "when the token in Vault changes: never (t3 keeps the old one until it restarts), when-idle (once no agent has run for --rotation-idle), always; a restart is an exit 76 for systemd to restart the unit")
 	fs.DurationVar(&c.Rotation.Idle, "rotation-idle", 5*time.Minute, "for --restart-on-rotation=when-idle: how long no agent may have run")
 	fs.StringSliceVar(&c.AgentNames, "agent-names", []string{"claude", "codex"}, "programs t3 spawns as agents: a shim of each name, first on t3's PATH, puts every agent in its own cgroup")
@@ -207,6 +216,11 @@ func parseConfig(args []string, environ []string, stderr io.Writer) (*config, er
 	if c.Rotation.Interval < 0 || c.Rotation.Idle < 0 {
 		return nil, usageError{fmt.Errorf("--refresh-interval and --rotation-idle must not be negative")}
 	}
+	if floor, err := time.ParseDuration(refreshFloor); err != nil {
+		return nil, fmt.Errorf("refreshFloor %q (set at build time): %w", refreshFloor, err)
+	} else if c.Rotation.Interval > 0 && c.Rotation.Interval < floor {
+		return nil, usageError{fmt.Errorf("--refresh-interval %v: want at least %v (or 0 for never); SIGHUP re-reads at once", c.Rotation.Interval, floor)}
+	}
 	c.Watch.Limits = c.Limits
 	if c.Creds.Timeout <= 0 {
 		return nil, usageError{fmt.Errorf("--vault-timeout %v: must be positive", c.Creds.Timeout)}
@@ -266,6 +280,16 @@ func parseConfig(args []string, environ []string, stderr io.Writer) (*config, er
 		return nil, configError{err}
 	}
 	c.Port = port
+	if wd, err := daemon.SdWatchdogEnabled(false); err == nil && wd > 0 && c.Port == 0 {
+		// WATCHDOG=1 follows an answered probe and nothing else; with no port there is no probe,
+		// and systemd would kill a healthy unit every WatchdogSec (sd_watchdog_enabled(3)).
+		return nil, configErrorf("WatchdogSec= is set (WATCHDOG_USEC, %v) but no port is known to probe: give t3 --port (the unit passes --port ${T3_PORT}) or set T3_PORT, or drop WatchdogSec=", wd)
+	}
+	host, found := flagValue(c.T3Args, "--host")
+	if !found {
+		host = c.getenv("T3CODE_HOST") // t3's own variable for --host (apps/server/src/cli.ts)
+	}
+	c.Host = host
 	return c, nil
 }
 
@@ -294,12 +318,20 @@ func (c *config) resolveUser() error {
 		if target.Uid == "0" {
 			return configErrorf("--user %s: refusing a user with uid 0", c.User)
 		}
+		if target.Gid == "0" {
+			return configErrorf("--user %s: refusing a user whose primary group is 0 (root): t3, its agents and every file they create would carry group root", c.User)
+		}
 		c.dropTo = target
 		if home == "" || home == me.HomeDir {
 			home = target.HomeDir // the caller's HOME is root's, not the user's
 		}
+		if err := c.becomeIdentity(target, home); err != nil {
+			return err
+		}
 	} else if c.User != me.Username {
 		return configErrorf("--user %s but running as %s: run the unit with User=%s (t3-supervise@%s.service)", c.User, me.Username, c.User, c.User)
+	} else if os.Getgid() == 0 || os.Getegid() == 0 {
+		return configErrorf("--user %s runs with group 0 (root): set Group= in the unit to the user's own group (t3-supervise@%s.service has Group=%s)", c.User, c.User, c.User)
 	}
 	c.Home = home
 	if c.Home == "" {
@@ -309,6 +341,51 @@ func (c *config) resolveUser() error {
 		return configErrorf("HOME %q is not an absolute path", c.Home)
 	}
 	return nil
+}
+
+// becomeIdentity replaces root's identity variables in the environment with the user's, as
+// login(1) and systemd's User= do (systemd.exec(5), "Environment Variables in Spawned
+// Processes"): HOME, USER, LOGNAME and SHELL from the passwd entry, so that t3 and claude do not
+// look for their state under /root. XDG_RUNTIME_DIR stays only when it really is the user's
+// directory (root's /run/user/0 is not); else it becomes /run/user/UID if that is the user's,
+// else it is dropped. What follows (the shim directory, t3's environment) reads these.
+func (c *config) becomeIdentity(u *user.User, home string) error {
+	pw, err := passwd.LookupUser(u.Username)
+	if err != nil {
+		return configErrorf("--user %s: reading the passwd entry: %v", u.Username, err)
+	}
+	shell := pw.Shell
+	if shell == "" {
+		shell = "/bin/sh" // an empty shell field means /bin/sh (passwd(5))
+	}
+	set := map[string]string{"HOME": home, "USER": u.Username, "LOGNAME": u.Username, "SHELL": shell}
+	if dir := c.getenv("XDG_RUNTIME_DIR"); dir != "" && ownedDir(dir, pw.Uid) {
+		set["XDG_RUNTIME_DIR"] = dir
+	} else if dir := fmt.Sprintf("/run/user/%d", pw.Uid); ownedDir(dir, pw.Uid) {
+		set["XDG_RUNTIME_DIR"] = dir
+	}
+	env := make([]string, 0, len(c.environ)+len(set))
+	for _, kv := range c.environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if _, replaced := set[name]; !replaced && name != "XDG_RUNTIME_DIR" {
+			env = append(env, kv)
+		}
+	}
+	for name, v := range set {
+		env = append(env, name+"="+v)
+	}
+	c.environ = env
+	return nil
+}
+
+// ownedDir reports whether path is a directory (not a symlink to one) owned by uid.
+func ownedDir(path string, uid int) bool {
+	st, err := os.Lstat(path)
+	if err != nil || !st.IsDir() {
+		return false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return ok && int(sys.Uid) == uid
 }
 
 // dropPrivileges becomes the user: supplementary groups, group, user, in that order (after
@@ -348,27 +425,33 @@ func dropPrivileges(u *user.User) error {
 // to a default port or fail later in a way nobody connects to the missing variable. Catch it
 // here, before anything starts, and name the variable.
 func portOf(args []string, t3Port string) (int, error) {
-	for i, a := range args {
-		if a == "--" {
-			break
-		}
-		var v string
-		switch {
-		case a == "--port":
-			if i+1 < len(args) && !strings.HasPrefix(args[i+1], "--") {
-				v = args[i+1]
-			}
-		case strings.HasPrefix(a, "--port="):
-			v = strings.TrimPrefix(a, "--port=")
-		default:
-			continue
-		}
+	if v, found := flagValue(args, "--port"); found {
 		return parsePort(v, "t3 argument --port")
 	}
 	if t3Port == "" {
 		return 0, nil
 	}
 	return parsePort(t3Port, "T3_PORT")
+}
+
+// flagValue finds `NAME VALUE` or `NAME=VALUE` among t3's arguments, before a "--". A next word
+// that starts with "--" is not a value: `--port ${T3_PORT}` with T3_PORT empty and unbraced
+// leaves none (found, "").
+func flagValue(args []string, name string) (v string, found bool) {
+	for i, a := range args {
+		switch {
+		case a == "--":
+			return "", false
+		case a == name:
+			if i+1 < len(args) && !strings.HasPrefix(args[i+1], "--") {
+				return args[i+1], true
+			}
+			return "", true
+		case strings.HasPrefix(a, name+"="):
+			return strings.TrimPrefix(a, name+"="), true
+		}
+	}
+	return "", false
 }
 
 func parsePort(v, what string) (int, error) {

@@ -35,7 +35,7 @@ func TestHelpDocumentsEverything(t *testing.T) {
 		}
 	}
 	for _, code := range []int{exitUsage, exitCredInvalid, exitCredUnavailable, exitInternal, exitCgroup,
-		exitUnresponsive, exitCredDenied, exitConfig, exitNotExecutable, exitNotFound} {
+		exitT3Exited, exitUnresponsive, exitRotated, exitCredDenied, exitConfig, exitNotExecutable, exitNotFound} {
 		if !strings.Contains(help, "\n  "+strconv.Itoa(code)+" ") {
 			t.Errorf("--help does not document exit code %d", code)
 		}
@@ -78,6 +78,8 @@ func TestRefusalsBeforeAnythingStarts(t *testing.T) {
 		{"duration word", nil, []string{"--stop-timeout", "forever"}, exitUsage, "stop-timeout"},
 		{"zero probe interval", nil, []string{"--probe-interval", "0s"}, exitUsage, "--probe-interval"},
 		{"negative refresh", nil, []string{"--refresh-interval", "-1s"}, exitUsage, "--refresh-interval"},
+		{"refresh below the floor", nil, []string{"--refresh-interval", "10ms"}, exitUsage, "want at least 1m0s"},
+		{"refresh just below the floor", nil, []string{"--refresh-interval", "59s"}, exitUsage, "--refresh-interval 59s"},
 		{"stall share", nil, []string{"--pressure-stall", "2"}, exitUsage, "--pressure-stall"},
 		{"rotation policy", nil, []string{"--restart-on-rotation", "sometimes"}, exitUsage, "--restart-on-rotation"},
 		{"relative env file", nil, []string{"--env-file", "claude.env"}, exitUsage, "--env-file"},

@@ -72,7 +72,39 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	claudetest.Remove()
 	os.RemoveAll(dir)
+	if shortRefresh.bin != "" {
+		os.RemoveAll(filepath.Dir(shortRefresh.bin))
+	}
 	os.Exit(code)
+}
+
+var shortRefresh struct {
+	once sync.Once
+	bin  string
+	err  error
+}
+
+// shortRefreshBin is the supervisor built with a --refresh-interval floor of 1s instead of the
+// operator's 1m (-ldflags -X main.refreshFloor=1s), for tests that watch several re-reads.
+func shortRefreshBin(t *testing.T) string {
+	t.Helper()
+	shortRefresh.once.Do(func() {
+		dir, err := os.MkdirTemp("", "t3s-short-refresh-")
+		if err != nil {
+			shortRefresh.err = err
+			return
+		}
+		os.Chmod(dir, 0o755)
+		shortRefresh.bin = filepath.Join(dir, "t3-supervise")
+		out, err := exec.Command("go", "build", "-ldflags", "-X main.refreshFloor=1s", "-o", shortRefresh.bin, ".").CombinedOutput()
+		if err != nil {
+			shortRefresh.err = fmt.Errorf("building with a short refresh floor: %v\n%s", err, out)
+		}
+	})
+	if shortRefresh.err != nil {
+		t.Fatal(shortRefresh.err)
+	}
+	return shortRefresh.bin
 }
 
 // fakeReport is what the fake t3 writes about itself.
@@ -138,6 +170,8 @@ type world struct {
 	out   string
 	env   []string
 	procs []*proc // every supervisor started, for the secret scan
+	exe   string  // the supervisor binary; "" is supervisorBin
+	user  string  // under root: the user the supervisor drops to (--user), owner of dir; "" is runUser
 }
 
 func copyFile(from, to string) error {
@@ -219,21 +253,45 @@ func (s *syncBuffer) Bytes() []byte { return []byte(s.String()) }
 
 func (w *world) start(args ...string) *proc {
 	w.t.Helper()
+	return w.startWith(nil, args...)
+}
+
+// startWith is start with a last say on the command (another stderr, say) before it starts.
+func (w *world) startWith(prepare func(*exec.Cmd), args ...string) *proc {
+	w.t.Helper()
 	if asRoot {
-		// Everything the test wrote is handed to nobody, and the supervisor drops to it.
+		// Everything the test wrote is handed to the run user (nobody unless the test made its
+		// own), and the supervisor drops to it.
+		name := runUser
+		if w.user != "" {
+			name = w.user
+		}
+		u, err := user.Lookup(name)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
 		filepath.Walk(w.dir, func(p string, _ os.FileInfo, err error) error {
 			if err == nil {
-				os.Lchown(p, nobodyUID, nobodyUID)
+				os.Lchown(p, uid, gid)
 			}
 			return nil
 		})
-		args = append([]string{"--user", runUser}, args...)
+		args = append([]string{"--user", name}, args...)
 	}
-	cmd := exec.Command(supervisorBin, args...)
+	exe := supervisorBin
+	if w.exe != "" {
+		exe = w.exe
+	}
+	cmd := exec.Command(exe, args...)
 	cmd.Env = w.env
 	cmd.Dir = w.home
 	p := &proc{cmd: cmd, stdout: new(syncBuffer), stderr: new(syncBuffer), done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
+	if prepare != nil {
+		prepare(cmd)
+	}
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
 	}

@@ -37,6 +37,7 @@ type healthState struct {
 	failing   bool
 	kills     []killRecord // the last few, for `status`
 	killsPath string       // "" when there is no runtime directory
+	probeURL  string
 }
 
 type realClock struct{}
@@ -69,9 +70,10 @@ func killsPathOf(dir string) string {
 // is a no-op (sd_notify(3)).
 func notify(state string) { _, _ = daemon.SdNotify(false, state) }
 
-// startProber probes GET / on 127.0.0.1:PORT from its own goroutine, so a probe hanging for its
+// startProber probes GET / on t3's address and port (supervise.ProbeURL) from its own goroutine, so a probe hanging for its
 // whole timeout never holds up the event loop: every 250 ms until t3 first answers, then every
-// --probe-interval. Without a known port there is nothing to probe: t3 counts as ready at once.
+// --probe-interval. Without a known port there is nothing to probe: t3 counts as ready at once
+// (and parseConfig refused that with a watchdog, which nothing could feed).
 func (h *healthState) startProber(ctx context.Context, cfg *config) <-chan error {
 	if cfg.Port == 0 {
 		h.ready.Store(true)
@@ -83,7 +85,8 @@ func (h *healthState) startProber(ctx context.Context, cfg *config) <-chan error
 		// WATCHDOG=1 follows a good probe, so probes must come at least twice per WatchdogSec.
 		interval = wd / 2
 	}
-	probe := supervise.NewProbe(fmt.Sprintf("http://127.0.0.1:%d/", cfg.Port), cfg.Health.ProbeTimeout)
+	h.probeURL = supervise.ProbeURL(cfg.Host, cfg.Port)
+	probe := supervise.NewProbe(h.probeURL, cfg.Health.ProbeTimeout)
 	out := make(chan error)
 	go func() {
 		for {
@@ -114,8 +117,8 @@ func (h *healthState) record(ev *events, err error) (giveUp bool) {
 	case supervise.Ready:
 		h.ready.Store(true)
 		notify("READY=1\nSTATUS=" + h.status())
-		ev.emit(evServerReady, fields{"T3_PID": pid, "T3_STARTUP": time.Since(h.started).Round(time.Millisecond).String()},
-			"t3 serve (pid %s) answers GET / after %v", pid, time.Since(h.started).Round(time.Millisecond))
+		ev.emit(evServerReady, fields{"T3_PID": pid, "T3_STARTUP": time.Since(h.started).Round(time.Millisecond).String(), "T3_PROBE_URL": h.probeURL},
+			"t3 serve (pid %s) answers GET %s after %v", pid, h.probeURL, time.Since(h.started).Round(time.Millisecond))
 	case supervise.Alive:
 		if h.failing {
 			h.failing = false

@@ -35,8 +35,14 @@ USAGE
   removed or --restart-on-rotation acts.
 
   It never runs t3 and its agents as root: started as root it drops to --user before it does
-  anything else (groups, gid, uid; HOME from the user's passwd entry unless HOME is set to
-  something else than root's), and without --user it refuses.
+  anything else (groups, gid, uid), and without --user it refuses, as it refuses a user whose
+  primary group is 0. t3 then gets the user's identity from the passwd entry: USER, LOGNAME,
+  SHELL, and HOME unless HOME is set to something else than root's; XDG_RUNTIME_DIR only when
+  that directory is the user's own (else /run/user/UID if it is, else none).
+
+  It tells systemd READY=1 once t3 answers GET / on its --host (loopback when t3 listens on
+  every interface) and port, and WATCHDOG=1 after every answer; with WatchdogSec= set and no
+  port to probe it refuses to start (exit 78) rather than let the watchdog kill the unit.
 
   t3-supervise status [--user USER] [--json] shows a running unit's tree; see status --help.
 
@@ -48,6 +54,7 @@ ENVIRONMENT
   HOME                    the user's home; defaults of --vault-token-file and --env-file live under it
   T3_PORT                 the port of "t3 serve" when the t3 arguments carry no --port; an empty
                           --port value (T3_PORT unset in the unit's EnvironmentFile) is refused
+  T3CODE_HOST             t3's own variable for its address, probed when the arguments carry no --host
   CREDENTIALS_DIRECTORY   set by systemd for LoadCredential=; a vault-token in it is read first.
                           Load it only from a root-owned path: systemd reads LoadCredential= as
                           root and follows symlinks, so a path in the user's home would let the
@@ -70,9 +77,15 @@ ENVIRONMENT
   LISTEN_* never reach it, whatever the allowlist says.
 
 SIGNALS
-  SIGTERM, SIGINT  stop: SIGTERM to t3, --stop-timeout to exit, then SIGKILL to everything it
+  SIGTERM, SIGINT, SIGQUIT
+                   stop: SIGTERM to t3, --stop-timeout to exit, then SIGKILL to everything it
                    spawned; exit 0 when that stop ended it
-  SIGHUP           forwarded to t3; the token is re-read from Vault at once
+  SIGHUP           the token is re-read from Vault at once; t3 is not signalled (Node dies of
+                   a SIGHUP it does not handle, and t3 has no handler)
+  SIGPIPE          ignored: a closed log pipe on stdout or stderr does not end the supervisor
+  Whatever ends the supervisor, SIGKILL included, t3 gets SIGKILL from the kernel
+  (PR_SET_PDEATHSIG) and does not outlive it. An end of t3 that the supervisor did not ask for
+  (a crash, a SIGTERM or SIGKILL from outside, a clean exit 0) is never exit 0: see EXIT STATUS.
 
 EVENTS
   Every step goes to journald (SYSLOG_IDENTIFIER=t3-supervise, a MESSAGE_ID per event kind,

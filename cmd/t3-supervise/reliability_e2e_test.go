@@ -138,6 +138,7 @@ func TestVaultFaultMatrix(t *testing.T) {
 			}
 			f := newFaultProxy(t, w.v.Addr)
 			w.setenv("VAULT_ADDR=" + f.URL)
+			w.exe = shortRefreshBin(t)
 			p, r := w.runServe("--refresh-interval", "1s", "--vault-timeout", "2s")
 			before, _ := os.ReadFile(w.envFile())
 			if c.inject != nil {

@@ -19,6 +19,7 @@ import (
 
 // run is the whole program; main only supplies the process's arguments, environment and files.
 func run(ctx context.Context, args []string, environ []string, stdout, stderr *os.File) int {
+	supervise.SurviveBrokenPipe()
 	if len(args) > 0 && args[0] == "status" {
 		return runStatus(args[1:], stdout, stderr)
 	}
@@ -198,11 +199,18 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 		select {
 		case <-child.Done():
 			exit := child.Exit()
-			ev.emit(evChildExited, exitFields(pid, exit), "%s (pid %s) %v", p.Argv[0], pid, exit)
+			if exit.Signal == syscall.SIGKILL {
+				awaitOOMReport(ev, hs, memEvents, child.Pid())
+			}
+			code := exitStatusFor(exit, false)
+			f := exitFields(pid, exit)
+			f["T3_SUPERVISOR_EXIT_STATUS"] = fmt.Sprint(code)
+			ev.emit(evChildExited, f, "%s (pid %s) %v without being asked to: everything it left is killed, exit %d for systemd to restart the unit",
+				p.Argv[0], pid, exit, code)
 			if err := child.Cleanup(); err != nil {
 				ev.emit(evInternal, nil, "cleaning up after the child: %v", err)
 			}
-			return exit.Status()
+			return code
 		case sig := <-sigs.Stop:
 			ev.emit(evStopping, fields{"T3_SIGNAL": sigName(sig), "T3_PID": pid},
 				"%s received: SIGTERM to pid %s, SIGKILL to everything left after %v", sigName(sig), pid, cfg.StopTimeout)
@@ -214,12 +222,11 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 				ev.emit(evInternal, nil, "killing the workload: %v", r.KillErr)
 			}
 			ev.emit(evStopped, exitFields(pid, r.Exit), "stopped in %v: %v", r.Took.Round(1e6), r.Exit)
-			return stopStatus(r.Exit)
+			return exitStatusFor(r.Exit, true)
 		case sig := <-sigs.Reload:
-			ev.emit(evSignal, fields{"T3_SIGNAL": sigName(sig), "T3_PID": pid}, "%s forwarded to pid %s; re-reading the token", sigName(sig), pid)
-			if err := child.Signal(sig); err != nil {
-				ev.emit(evInternal, nil, "forwarding %s: %v", sigName(sig), err)
-			}
+			// Not forwarded: Node's default action for SIGHUP is to terminate, and T3 has no
+			// handler for it, so a token re-read would kill the server and every agent with it.
+			ev.emit(evSignal, fields{"T3_SIGNAL": sigName(sig), "T3_PID": pid}, "%s: re-reading the token (t3, pid %s, is not signalled)", sigName(sig), pid)
 			rot.start(keepCtx, true)
 		case <-rot.C():
 			rot.start(keepCtx, false)
@@ -241,7 +248,7 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 				memEvents = nil
 				continue
 			}
-			emitCgroupEvent(ev, e)
+			emitCgroupEvent(ev, e, child.Pid())
 			hs.noteEvent(e)
 		case err := <-probeResults:
 			if hs.record(ev, err) {
@@ -255,6 +262,32 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 			} else {
 				ev.emit(evVaultRenewed, fields{"T3_VAULT_TTL": r.TTL.String()}, "Vault token renewed, ttl %v", r.TTL)
 			}
+		}
+	}
+}
+
+// awaitOOMReport gives the watch a moment to report an OOM kill of the server before its exit
+// is: wait(2) and memory.events see the kill at about the same time, and an exit reported first
+// would end the run with "killed by signal 9" in the journal and never why.
+func awaitOOMReport(ev *events, hs *healthState, memEvents <-chan cgroup.Event, serverPID int) {
+	if memEvents == nil {
+		return
+	}
+	deadline := time.NewTimer(time.Second)
+	defer deadline.Stop()
+	for {
+		select {
+		case e, ok := <-memEvents:
+			if !ok {
+				return
+			}
+			emitCgroupEvent(ev, e, serverPID)
+			hs.noteEvent(e)
+			if k, isKill := e.(cgroup.OOMKill); isKill && k.Victim.PID == serverPID {
+				return
+			}
+		case <-deadline.C:
+			return
 		}
 	}
 }
@@ -296,8 +329,8 @@ func teardownCgroup(cfg *config, tree *cgroup.Tree, ev *events) {
 	}
 }
 
-// emitCgroupEvent turns one event of the watch into one journald entry.
-func emitCgroupEvent(ev *events, e cgroup.Event) {
+// emitCgroupEvent turns one event of the watch into one journald entry; serverPID is t3's.
+func emitCgroupEvent(ev *events, e cgroup.Event, serverPID int) {
 	switch e := e.(type) {
 	case cgroup.AgentPlaced:
 		ev.emit(evAgentPlaced, fields{"T3_PID": fmt.Sprint(e.PID), "T3_CGROUP": e.Leaf, "T3_VIA": e.Via, "T3_COMM": e.Comm},
@@ -317,8 +350,8 @@ func emitCgroupEvent(ev *events, e cgroup.Event) {
 			return
 		}
 		victimFields(f, e.Victim)
-		ev.emit(evOOMKill, f, "the kernel OOM-killed %s (pid %d, %s resident) in %s; the server keeps running",
-			e.Victim.Comm, e.Victim.PID, mib(e.Victim.RSS), e.Victim.Leaf)
+		ev.emit(evOOMKill, f, "the kernel OOM-killed %s (pid %d, %s resident) in %s; %s",
+			e.Victim.Comm, e.Victim.PID, mib(e.Victim.RSS), e.Victim.Leaf, oomAftermath(e.Victim, serverPID))
 	case cgroup.PressureKill:
 		f := fields{"T3_KILLER": "t3-supervise", "T3_SIGNAL": e.Signal, "T3_STALL": fmt.Sprintf("%.2f", e.Stall)}
 		victimFields(f, e.Victim)
@@ -327,6 +360,16 @@ func emitCgroupEvent(ev *events, e cgroup.Event) {
 	case cgroup.Warning:
 		ev.emit(evCgroupWarning, nil, "%v", e.Err)
 	}
+}
+
+// oomAftermath says what an OOM kill means for the server. The server's own death is not
+// survivable from inside: its agents are killed with it and the supervisor exits for systemd to
+// restart the unit (child_exited follows).
+func oomAftermath(v cgroup.Victim, serverPID int) string {
+	if v.PID == serverPID {
+		return "that was the server itself: its agents are stopped and the supervisor exits for systemd to restart the unit"
+	}
+	return "the server keeps running"
 }
 
 func victimFields(f fields, v cgroup.Victim) {
@@ -339,17 +382,6 @@ func victimFields(f fields, v cgroup.Victim) {
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%d MiB", b>>20) }
-
-// stopStatus is the exit code after a requested stop. systemd asked for it (systemctl stop sends
-// SIGTERM to the main process), so the child ending from our SIGTERM or SIGKILL is a clean
-// stop: exit 0, or the unit would be marked failed on every stop. A child that chose its own
-// non-zero code keeps it.
-func stopStatus(e supervise.Exit) int {
-	if e.Signal == syscall.SIGTERM || e.Signal == syscall.SIGKILL {
-		return exitOK
-	}
-	return e.Status()
-}
 
 func exitFields(pid string, e supervise.Exit) fields {
 	f := fields{"T3_PID": pid, "T3_EXIT_STATUS": fmt.Sprint(e.Status())}
@@ -370,6 +402,8 @@ func sigName(s os.Signal) string {
 			return "SIGINT"
 		case syscall.SIGHUP:
 			return "SIGHUP"
+		case syscall.SIGQUIT:
+			return "SIGQUIT"
 		case syscall.SIGKILL:
 			return "SIGKILL"
 		}

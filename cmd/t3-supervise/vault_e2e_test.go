@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -305,7 +306,12 @@ func TestExitCodesPassThrough(t *testing.T) {
 	for _, tc := range []struct {
 		mode string
 		code int
-	}{{"exit:0", 0}, {"exit:3", 3}, {"exit:42", 42}, {"signal-self:9", 137}, {"signal-self:15", 143}} {
+	}{
+		// t3's own 0 and 64-78 become 74: an exit nobody asked for is never a clean stop, and
+		// never one of the supervisor's own classes that RestartPreventExitStatus= keeps down.
+		{"exit:0", exitT3Exited}, {"exit:3", 3}, {"exit:42", 42}, {"exit:64", exitT3Exited}, {"exit:77", exitT3Exited},
+		{"exit:78", exitT3Exited}, {"exit:79", 79}, {"signal-self:9", 137}, {"signal-self:15", 143},
+	} {
 		w := newVaultWorld(t)
 		w.setenv("T3_FAKE_MODE=" + tc.mode)
 		code, p := w.run("--no-cgroup")
@@ -324,7 +330,7 @@ func TestExitCodesPassThrough(t *testing.T) {
 }
 
 // SIGTERM: t3 gets SIGTERM, then, when it ignores it, everything it spawned gets SIGKILL after
-// --stop-timeout, setsid'd grandchildren included. SIGHUP is forwarded.
+// --stop-timeout, setsid'd grandchildren included. SIGHUP is not forwarded.
 func TestStopAndSignals(t *testing.T) {
 	w := newVaultWorld(t)
 	w.setenv("T3_FAKE_MODE=orphan")
@@ -334,9 +340,15 @@ func TestStopAndSignals(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		p.cmd.Process.Signal(syscall.SIGHUP)
 	}
-	w.waitNote("signal hangup")
+	if !waitFor(func() bool { return strings.Contains(p.stderr.String(), " signal: SIGHUP") }, 10*time.Second) {
+		t.Fatalf("no signal event for SIGHUP\n%s", p.stderr)
+	}
 	if code := w.stop(p); code != 0 {
 		t.Errorf("exit %d", code)
+	}
+	// The fake notes every signal it gets, in order: a forwarded SIGHUP would precede SIGTERM's.
+	if _, notes := w.reports(); !slices.Contains(notes, "signal terminated") || slices.Contains(notes, "signal hangup") {
+		t.Errorf("t3's signals: %q; want SIGTERM only", notes)
 	}
 	for _, pid := range []int{r.Pid, gpid} {
 		if processAlive(pid) {
@@ -425,6 +437,7 @@ func TestRotationWithRealVault(t *testing.T) {
 
 func TestRotationRestartAlways(t *testing.T) {
 	w := newVaultWorld(t)
+	w.exe = shortRefreshBin(t)
 	p, _ := w.runServe("--refresh-interval", "2s", "--restart-on-rotation", "always")
 	w.v.Put("workstation/claude-users/"+w.user, map[string]any{"setup_token": vaulttest.FakeToken()})
 	if code := p.wait(t, 30*time.Second); code != exitRotated {
