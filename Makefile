@@ -76,6 +76,7 @@ test-vm: build tools
 	test/vm/run --busybox test/vm/busybox-smoke
 	test/vm/e2e
 	test/vm/e2e creds
+	test/vm/e2e life
 	test/vm/e2e soak
 
 # 100 balloons and a fork bomb in the guest (RELIABILITY.md); part of test-vm.
