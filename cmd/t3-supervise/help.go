@@ -82,7 +82,8 @@ SIGNALS
                    spawned; exit 0 when that stop ended it
   SIGHUP           the token is re-read from Vault at once; t3 is not signalled (Node dies of
                    a SIGHUP it does not handle, and t3 has no handler)
-  SIGPIPE          ignored: a closed log pipe on stdout or stderr does not end the supervisor
+  SIGPIPE          caught: a write to a closed stdout or stderr fails instead of ending the
+                   supervisor (a log pipe that went away)
   Whatever ends the supervisor, SIGKILL included, t3 gets SIGKILL from the kernel
   (PR_SET_PDEATHSIG) and does not outlive it. An end of t3 that the supervisor did not ask for
   (a crash, a SIGTERM or SIGKILL from outside, a clean exit 0) is never exit 0: see EXIT STATUS.
