@@ -397,7 +397,7 @@ func TestSupervisorEndNeverOrphansT3(t *testing.T) {
 		w := newNodeWorld(t)
 		n := w.serveNode(nil, "127.0.0.1")
 		n.p.cmd.Process.Kill()
+		n.gone(t, 5*time.Second) // before waiting: a surviving t3 holds the supervisor's output pipes open
 		<-n.p.done
-		n.gone(t, 5*time.Second)
 	})
 }
