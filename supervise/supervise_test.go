@@ -342,6 +342,11 @@ func TestChildDiesWithItsSupervisor(t *testing.T) {
 	waitGone(t, child)
 }
 
+// The main goroutine keeps the main thread for itself (locked from init: os/signal's and
+// runtime.LockOSThread's documented idiom), so no test goroutine runs there: the runtime never
+// ends the main thread, and a test watching a thread end must not land on it.
+func init() { runtime.LockOSThread() }
+
 // PR_SET_PDEATHSIG fires when the thread that forked the child exits, not the process
 // (golang/go#27505). A caller of Start whose goroutine is locked to its thread and returns
 // makes the runtime end that thread: the child must live on all the same.
