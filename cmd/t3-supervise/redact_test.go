@@ -60,4 +60,17 @@ func TestDryRunRedactsURLCredentials(t *testing.T) {
 		}
 	}
 	w.assertNothingStarted()
+
+	// A failing Vault: its client's error quotes VAULT_ADDR with the user name, in the plan's
+	// failure and in the credential_failed event alike.
+	w.setenv("VAULT_ADDR=http://vuser:vpass@127.0.0.1:1", "VAULT_MAX_RETRIES=0")
+	code, p := w.run("--no-cgroup", "--dry-run", "--vault-timeout", "2s")
+	if code != exitCredUnavailable || !strings.Contains(p.stderr.String(), "REDACTED@127.0.0.1:1") {
+		t.Errorf("exit %d, want %d with the address redacted in the event\n%s", code, exitCredUnavailable, p.stderr)
+	}
+	for _, s := range []string{"vuser", "vpass"} {
+		if strings.Contains(p.stdout.String()+p.stderr.String(), s) {
+			t.Errorf("a failing dry run prints %q:\n%s\n%s", s, p.stdout, p.stderr)
+		}
+	}
 }
