@@ -1,6 +1,6 @@
 // Package supervise runs one child process — `t3 serve` — for its whole life: it starts it with an
-// environment built from an allowlist, optionally straight inside a cgroup, forwards the signals
-// an operator sends, stops it politely and then by force, and reports how it ended.
+// environment built from an allowlist, optionally straight inside a cgroup, ties its life to the
+// supervisor's (PR_SET_PDEATHSIG), stops it politely and then by force, and reports how it ended.
 //
 // The rules it keeps, and where they come from:
 //

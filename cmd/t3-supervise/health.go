@@ -20,7 +20,7 @@ import (
 
 // healthState turns probe results into what systemd is told: READY=1 once t3 answers,
 // WATCHDOG=1 after every answer, STATUS= kept current, and the decision to give up on a server
-// that stopped answering. systemd then restarts the unit (Restart=on-failure), so NRestarts and
+// that stopped answering. systemd then restarts the unit (Restart=always), so NRestarts and
 // the unit's timestamps stay truthful; the supervisor never restarts t3 behind systemd's back.
 type healthState struct {
 	health    *supervise.Health
