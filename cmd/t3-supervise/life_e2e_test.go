@@ -247,11 +247,14 @@ func TestSIGHUPReReadsWithoutKillingNode(t *testing.T) {
 // The probe dials where t3 listens: a healthy server on 127.0.0.2 or ::1 alone (nothing on
 // 127.0.0.1) must become ready, not be killed with 75 at --ready-timeout.
 func TestProbeDialsWhereT3Listens(t *testing.T) {
-	for _, host := range []string{"127.0.0.2", "::1", "0.0.0.0"} {
+	for host, want := range map[string]string{"127.0.0.2": "http://127.0.0.2:", "::1": "http://[::1]:", "0.0.0.0": "http://127.0.0.1:"} {
 		t.Run(host, func(t *testing.T) {
 			w := newNodeWorld(t)
 			n := w.serveNode(nil, host, "--ready-timeout", "5s", "--probe-interval", "1s")
 			url := eventField(n.p.stderr.String(), "server_ready", "T3_PROBE_URL")
+			if !strings.HasPrefix(url, want+n.port+"/") {
+				t.Errorf("--host %s: probed %q, want %s%s/", host, url, want, n.port)
+			}
 			t.Logf("--host %s: probed %s", host, url)
 			if code := w.stop(n.p); code != 0 {
 				t.Errorf("exit %d", code)
