@@ -23,6 +23,11 @@ func TestMain(m *testing.M) {
 		helper(mode)
 		os.Exit(0)
 	}
+	// The SIGHUP storm of TestNotifyStopSurvivesReloadStorm can outlive its subscription: a
+	// thread that dequeued one of them may run the handler after the test's Close, and Go's
+	// default for an unwanted SIGHUP is to exit (os/signal). A subscription for the binary's
+	// whole life keeps a straggler from ending the tests that follow (seen once under load).
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
 	// Without a cgroup the real run makes the supervisor a subreaper; so does the test process,
 	// else a grandchild orphaned by its parent's death would escape to PID 1.
 	if err := SetSubreaper(); err != nil {

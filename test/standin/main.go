@@ -87,8 +87,8 @@
 //
 // Invalid values of these are usage errors. Signals: SIGTERM or SIGINT closes the listener and
 // exits 0 without touching the agents (cleaning them up is the supervisor's job), as T3 under
-// Effect's NodeRuntime.runMain does; SIGHUP prints `t3-standin: SIGHUP` and changes nothing. Like Node, it survives writes to a closed pipe
-// (SIGPIPE). Agents inherit its whole environment and its process group, as with Node's
+// Effect's NodeRuntime.runMain does; SIGHUP prints `t3-standin: SIGHUP` and changes nothing.
+// Like Node, it survives writes to a closed pipe (SIGPIPE). Agents inherit its whole environment and its process group, as with Node's
 // child_process.spawn; their stderr is the server's stderr.
 //
 // # claude (agent)
