@@ -250,11 +250,12 @@ func TestClaudeOptOutUsesTheUsersOwnLogin(t *testing.T) {
 
 // (b) After a rotation in Vault with --restart-on-rotation=always, the supervisor exits 76 for
 // systemd to restart the unit; systemd is not here, so the test plays its part: it checks that
-// the unit restarts on 76 (Restart=on-failure, 76 not in RestartPreventExitStatus=) and starts
+// the unit restarts on 76 (Restart=always, 76 not in RestartPreventExitStatus=) and starts
 // the supervisor again with the same arguments. New sessions then present the new token.
 func TestClaudeSessionsAfterRotationSendTheNewToken(t *testing.T) {
 	w := newClaudeWorld(t)
 	wantUnitRestartsOn(t, exitRotated)
+	w.exe = shortRefreshBin(t) // 1s is below the operator's floor
 	args := []string{"--refresh-interval", "1s", "--restart-on-rotation", "always"}
 	p := w.serve(args...)
 	s := w.sdk.Turn(t, "run the script", turnLimit)
