@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -84,13 +85,16 @@ func (s *server) logf(format string, args ...any) {
 
 // run starts the server and returns its exit status. It owns the signals: SIGTERM and SIGINT
 // stop it (status 0) without touching the agents, SIGHUP is only logged; with
-// T3_STANDIN_SIGHUP=die it has no SIGHUP handler, and Go's default, like Node's, is to die of
-// it (os/signal: "A SIGHUP, SIGINT, or SIGTERM signal causes the program to exit").
+// T3_STANDIN_SIGHUP=die it has no SIGHUP handler and SIGHUP's default action, so it dies of it
+// as Node does, even when started with SIGHUP ignored (defaultDisposition).
 func (s *server) run() int {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	if !s.env.SIGHUPDies {
 		signal.Notify(sigs, syscall.SIGHUP)
+	} else if err := defaultDisposition(syscall.SIGHUP); err != nil {
+		fmt.Fprintf(s.stderr, "t3 serve: SIGHUP: %v\n", err)
+		return 1
 	}
 	defer signal.Stop(sigs)
 
@@ -525,4 +529,20 @@ func boolParam(q url.Values, name string) (bool, error) {
 		return false, badRequest(fmt.Sprintf("%s=%q: want 1 or 0", name, v))
 	}
 	return b, nil
+}
+
+// defaultDisposition sets sig to SIG_DFL, as Node does for every signal at start-up
+// (node::PlatformInit: "Restore signal dispositions, the parent process may have changed
+// them"). Go instead keeps a SIGHUP that was ignored at exec ignored (os/signal: "If the
+// program is started with SIGHUP or SIGINT ignored ... they will remain ignored"), so under
+// nohup, or a CI runner that ignores SIGHUP, the die mode would not die. An all-zero struct
+// sigaction is SIG_DFL with no flags and an empty mask on every Linux layout.
+func defaultDisposition(sig syscall.Signal) error {
+	var act [4]uint64
+	const sigsetSize = 8 // rt_sigaction(2): sizeof(sigset_t) as the kernel sees it
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig),
+		uintptr(unsafe.Pointer(&act)), 0, sigsetSize, 0, 0); e != 0 {
+		return fmt.Errorf("rt_sigaction: %w", e)
+	}
+	return nil
 }
