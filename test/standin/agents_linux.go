@@ -30,6 +30,7 @@ type agentProc struct {
 	pid  int
 	via  string
 	path string
+	args []string // after argv[0]; set for a real agent CLI, which takes no commands
 
 	stdin *os.File      // commands; closed when the agent has exited
 	lines <-chan string // answers; closed at EOF of the agent's stdout
@@ -55,6 +56,7 @@ type agentView struct {
 	PID      int        `json:"pid"`
 	Via      string     `json:"via"`
 	Path     string     `json:"path"`
+	Args     []string   `json:"args,omitempty"`
 	Alive    bool       `json:"alive"`
 	Exit     string     `json:"exit,omitempty"`
 	Tools    []procView `json:"tools"`
@@ -72,7 +74,7 @@ type procView struct {
 
 // viewLocked describes a; the caller holds server.mu.
 func (a *agentProc) viewLocked() agentView {
-	v := agentView{ID: a.id, PID: a.pid, Via: a.via, Path: a.path, Alive: !a.exited, Exit: a.exit,
+	v := agentView{ID: a.id, PID: a.pid, Via: a.via, Path: a.path, Args: a.args, Alive: !a.exited, Exit: a.exit,
 		Tools: []procView{}, Sleepers: []procView{}}
 	for _, t := range a.tools {
 		limit := t.limit
@@ -84,16 +86,16 @@ func (a *agentProc) viewLocked() agentView {
 	return v
 }
 
-// spawnAgents starts n agents, the last abs of them by absolute path, and returns those started
-// (all of them, unless err says why not).
-func (s *server) spawnAgents(n, abs int) ([]*agentProc, error) {
+// spawnAgents starts n agents, the last abs of them by absolute path, each with the arguments
+// args after argv[0], and returns those started (all of them, unless err says why not).
+func (s *server) spawnAgents(n, abs int, args []string) ([]*agentProc, error) {
 	var out []*agentProc
 	for i := 0; i < n; i++ {
 		via := viaPath
 		if i >= n-abs {
 			via = viaAbsolute
 		}
-		a, err := s.spawnAgent(via)
+		a, err := s.spawnAgent(via, args)
 		if err != nil {
 			return out, err
 		}
@@ -104,7 +106,13 @@ func (s *server) spawnAgents(n, abs int) ([]*agentProc, error) {
 
 // spawnAgent starts one agent as Node's child_process.spawn would: the server's whole
 // environment, its process group, pipes for stdin and stdout, stderr shared with the server.
-func (s *server) spawnAgent(via string) (*agentProc, error) {
+//
+// With args it is a real agent CLI run for one turn (`claude -p PROMPT --allowedTools Bash`),
+// not this stand-in: it gets no commands, its stdin is at EOF from the start (`claude -p` reads
+// a stdin that is not a terminal as more prompt; on an open pipe 2.1.328 waits 3 s for data,
+// then warns "no stdin data received in 3s" and proceeds) and its stdout, the turn's answer,
+// goes where its stderr goes, the server's stderr.
+func (s *server) spawnAgent(via string, args []string) (*agentProc, error) {
 	var path, argv0 string
 	switch via {
 	case viaPath:
@@ -119,6 +127,10 @@ func (s *server) spawnAgent(via string) (*agentProc, error) {
 			return nil, errors.New("spawn by absolute path: T3_STANDIN_CLAUDE is not set")
 		}
 		path, argv0 = s.env.ClaudeAbs, s.env.ClaudeAbs
+	}
+	if len(args) > 0 {
+		return s.startAgent(&exec.Cmd{Path: path, Args: append([]string{argv0}, args...), Stdout: s.stderr, Stderr: s.stderr},
+			&agentProc{via: via, path: path, args: args})
 	}
 	// Our own pipes rather than cmd.StdoutPipe: the reader below may outlive Wait, which would
 	// close a StdoutPipe under it.
@@ -150,22 +162,41 @@ func (s *server) spawnAgent(via string) (*agentProc, error) {
 			lines <- sc.Text()
 		}
 	}()
-	a := &agentProc{pid: cmd.Process.Pid, via: via, path: path, stdin: inW, lines: lines}
+	return s.track(cmd, &agentProc{via: via, path: path, stdin: inW, lines: lines}), nil
+}
+
+// startAgent starts a real agent CLI (see spawnAgent): no pipes, and no commands, so stdin is
+// nil and lines is closed at once.
+func (s *server) startAgent(cmd *exec.Cmd, a *agentProc) (*agentProc, error) {
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("spawn %s: %w", cmd.Path, err)
+	}
+	lines := make(chan string)
+	close(lines)
+	a.lines = lines
+	return s.track(cmd, a), nil
+}
+
+// track records a started agent and reaps it.
+func (s *server) track(cmd *exec.Cmd, a *agentProc) *agentProc {
+	a.pid = cmd.Process.Pid
 	s.mu.Lock()
 	a.id = len(s.agents)
 	s.agents = append(s.agents, a)
 	s.mu.Unlock()
-	s.logf("agent %d spawned: pid=%d via=%s path=%s", a.id, a.pid, via, path)
+	s.logf("agent %d spawned: pid=%d via=%s path=%s args=%q", a.id, a.pid, a.via, a.path, a.args)
 	go func() {
 		err := cmd.Wait() // the only Wait on this agent; a server reaps its children
 		exit := exitString(cmd.ProcessState, err)
 		s.mu.Lock()
 		a.exited, a.exit = true, exit
 		s.mu.Unlock()
-		inW.Close()
+		if a.stdin != nil {
+			a.stdin.Close()
+		}
 		s.logf("agent %d (pid %d) exited: %s", a.id, a.pid, exit)
 	}()
-	return a, nil
+	return a
 }
 
 // agentParam finds the agent named by ?agent=ID, or without it the first live one.
@@ -194,6 +225,9 @@ func (s *server) agentParam(q url.Values) (*agentProc, error) {
 
 // command sends one line to the agent and returns the pid in its "ok PID" answer.
 func (a *agentProc) command(line string) (int, error) {
+	if a.stdin == nil {
+		return 0, fmt.Errorf("agent %d (pid %d) runs %s %q: a real agent takes no commands", a.id, a.pid, a.path, a.args)
+	}
 	a.cmdMu.Lock()
 	defer a.cmdMu.Unlock()
 	// An answer that came after an earlier command timed out belongs to nobody.

@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -745,5 +746,58 @@ func TestServeDiesOfSIGHUPLikeNode(t *testing.T) {
 	ws, _ := s.state.Sys().(syscall.WaitStatus)
 	if !ws.Signaled() || ws.Signal() != syscall.SIGHUP {
 		t.Errorf("after SIGHUP: %v; want killed by SIGHUP", s.state)
+	}
+}
+
+// An agent spawned with arguments is a real agent CLI run for one turn (`claude -p PROMPT
+// --allowedTools Bash`): its argv carries them after argv[0], its stdin is at EOF, its stdout is
+// the server's stderr, and it takes no commands.
+func TestServeAgentWithArguments(t *testing.T) {
+	s := startStandin(t, "T3_STANDIN_AGENT_EXIT_ON_EOF=1")
+	s.waitLine("t3-standin: listening on http://127.0.0.1:")
+	var agents []agentView
+	s.api("POST", "/_standin/agents?arg=-p&arg=say+hello&arg=--allowedTools&arg=Bash", &agents)
+	if len(agents) != 1 {
+		t.Fatalf("spawned %+v", agents)
+	}
+	a := agents[0]
+	want := []string{"-p", "say hello", "--allowedTools", "Bash"}
+	if !slices.Equal(a.Args, want) {
+		t.Errorf("agent args %q, want %q", a.Args, want)
+	}
+	// The stand-in agent exits at EOF of its stdin (T3_STANDIN_AGENT_EXIT_ON_EOF=1): an open
+	// pipe would keep it, as it would keep `claude -p`, waiting.
+	waitFor(t, "the agent to exit at EOF of its stdin", func() bool {
+		s.api("GET", "/_standin/agents", &agents)
+		return !agents[0].Alive
+	})
+	if agents[0].Exit != "exit status 0" {
+		t.Errorf("agent exit %q, want exit status 0", agents[0].Exit)
+	}
+	stderr, _ := os.ReadFile(filepath.Join(s.dir, "stderr.log"))
+	if !strings.Contains(string(stderr), fmt.Sprintf("pid=%d ", a.PID)) || !strings.Contains(string(stderr), "stdin closed; exiting") {
+		t.Errorf("the agent's report and EOF are not on the server's stderr:\n%s", stderr)
+	}
+	if l := s.waitLine("t3-standin: agent 0 spawned:"); !strings.HasSuffix(l, ` args=["-p" "say hello" "--allowedTools" "Bash"]`) {
+		t.Errorf("the server's log of the spawn does not name the arguments: %s", l)
+	}
+
+	// A second one that stays (it is signalled by the cleanup): its argv, stdin, stdout, and
+	// no commands.
+	s2 := startStandin(t)
+	s2.waitLine("t3-standin: listening on http://127.0.0.1:")
+	s2.api("POST", "/_standin/agents?arg=-p&arg=x", &agents)
+	pid := agents[0].PID
+	if got := procFile(pid, "cmdline"); got != "claude\x00-p\x00x\x00" {
+		t.Errorf("agent cmdline %q", got)
+	}
+	if in, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/0", pid)); in != os.DevNull {
+		t.Errorf("agent stdin is %q, want %s", in, os.DevNull)
+	}
+	if out, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/1", pid)); out != filepath.Join(s2.dir, "stderr.log") {
+		t.Errorf("agent stdout is %q, want the server's stderr", out)
+	}
+	if code, body := s2.call("POST", "/_standin/balloon?agent=0"); code == 200 || !strings.Contains(string(body), "takes no commands") {
+		t.Errorf("balloon on a real agent: %d %s; want an error saying it takes no commands", code, body)
 	}
 }

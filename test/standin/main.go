@@ -46,8 +46,15 @@
 //	                                 prepends its shim directory), argv[0] "claude"; the last abs
 //	                                 by the absolute path in T3_STANDIN_CLAUDE, argv[0] that path
 //	                                 (an SDK spawns by absolute path). Answers the new agents.
+//	     ...&arg=-p&arg=PROMPT&arg=--allowedTools&arg=Bash
+//	                                 each arg= is one argument after argv[0]: the agent is a real
+//	                                 CLI run for one turn (the real claude where PATH finds it),
+//	                                 not this stand-in. Its stdin is /dev/null (`claude -p` waits
+//	                                 for more prompt on any other stdin), its stdout the
+//	                                 server's stderr, and it takes no commands (balloon and
+//	                                 spawn-setsid on it fail).
 //	GET  /_standin/agents            every agent ever spawned, in id order:
-//	                                 [{id, pid, via: "path"|"absolute", path, alive, exit,
+//	                                 [{id, pid, via: "path"|"absolute", path, args, alive, exit,
 //	                                   tools: [{pid, comm, rate, limit, alive}],
 //	                                   sleepers: [{pid, alive}]}]
 //	POST /_standin/balloon?agent=ID&rate=64M&limit=0&comm=rg

@@ -130,7 +130,7 @@ func (s *server) run() int {
 	errc := make(chan error, 1)
 	go s.serveLoop(ln, errc)
 	if n := s.env.Agents; n > 0 {
-		if _, err := s.spawnAgents(n, s.env.AgentsAbs); err != nil {
+		if _, err := s.spawnAgents(n, s.env.AgentsAbs, nil); err != nil {
 			fmt.Fprintf(s.stderr, "t3 serve: T3_STANDIN_AGENTS=%d: %v\n", n, err)
 			s.http.Close()
 			return 1
@@ -295,7 +295,7 @@ func (s *server) handleSpawnAgents(w http.ResponseWriter, r *http.Request) {
 		reply(w, nil, err)
 		return
 	}
-	agents, err := s.spawnAgents(n, abs)
+	agents, err := s.spawnAgents(n, abs, q["arg"])
 	s.mu.Lock()
 	views := make([]agentView, 0, len(agents))
 	for _, a := range agents {
