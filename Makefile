@@ -70,13 +70,15 @@ test-deb: build
 
 # The guest's own self-tests first, so that a broken guest shows up as that and not as
 # scenario failures; then the scenarios with the real binary and unit.
-test-vm: build tools
+# `node`: test/vm/e2e claude fetches the real Claude Code CLI with npm on a fresh machine.
+test-vm: build tools node
 	@test/deps $(PKGS_VM)
 	test/vm/run test/vm/smoke
 	test/vm/run --busybox test/vm/busybox-smoke
 	test/vm/e2e
 	test/vm/e2e creds
 	test/vm/e2e life
+	test/vm/e2e claude
 	test/vm/e2e soak
 
 # 100 balloons and a fork bomb in the guest (RELIABILITY.md); part of test-vm.
