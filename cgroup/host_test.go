@@ -42,6 +42,24 @@ func helper(mode string) {
 	case "hang":
 		fmt.Println("ready")
 		select {}
+	case "burn": // once moved out of server/, use 300 ms more CPU (by the kernel's count), report, hang
+		fmt.Println("ready")
+		for {
+			b, _ := os.ReadFile("/proc/self/cgroup")
+			if strings.Contains(string(b), "/"+AgentsDir+"/") {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		used := func() time.Duration {
+			var ru syscall.Rusage
+			syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+			return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+		for from := used(); used()-from < 300*time.Millisecond; {
+		}
+		fmt.Println("ready")
+		select {}
 	case "shim": // what the shim does before exec'ing the agent, then report and hang
 		f, _ := os.Open("/proc/self/cgroup")
 		res, err := EnterAgentLeaf(f, os.Getenv("CGROUP_TEST_MOUNT"), 700)
@@ -277,5 +295,66 @@ func TestWatchMovesServerChildrenAndKillAllTakesEverything(t *testing.T) {
 	}
 	if _, err := os.Stat(tree.Dir(WorkloadDir)); !os.IsNotExist(err) {
 		t.Errorf("workload/ still there after teardown: %v", err)
+	}
+}
+
+// The agents' CPU time as the activity policy reads it: each leaf's cpu.stat (on this host's
+// unified hierarchy too, without the cpu controller), and without a cgroup the process trees
+// below the server from /proc. A helper that used 300 ms of CPU shows at least that; one that
+// only waits, far less.
+func TestAgentCPU(t *testing.T) {
+	tree := hostTree(t)
+	pids := map[string]int{}
+	for _, mode := range []string{"burn", "hang"} {
+		cmd, out := startIn(t, tree, mode)
+		if _, err := out.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(tree.Dir(AgentsDir+"/"+mode), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeFile(tree.Dir(AgentsDir+"/"+mode), "cgroup.procs", strconv.Itoa(cmd.Process.Pid)); err != nil {
+			t.Fatal(err)
+		}
+		pids[mode] = cmd.Process.Pid
+		if mode == "burn" {
+			if _, err := out.ReadString('\n'); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	leaves, err := tree.AgentCPU()
+	if err != nil || len(leaves) != 2 {
+		t.Fatalf("AgentCPU: %+v %v", leaves, err)
+	}
+	for _, l := range leaves {
+		if l.Leaf == "burn" && l.Usage < 300*time.Millisecond || l.Leaf == "hang" && l.Usage >= 300*time.Millisecond {
+			t.Errorf("cpu.stat of leaf %s: %v", l.Leaf, l.Usage)
+		}
+	}
+	// The same from /proc: both helpers are this test's children.
+	trees, err := ProcessTreeCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	burnLeaf, _ := LeafName(pids["burn"])
+	hangLeaf, _ := LeafName(pids["hang"])
+	found := 0
+	for _, l := range trees {
+		switch l.Leaf {
+		case burnLeaf:
+			found++
+			if l.Usage < 250*time.Millisecond { // /proc counts in 10 ms ticks, sampled
+				t.Errorf("/proc: the burning helper's tree %v", l.Usage)
+			}
+		case hangLeaf:
+			found++
+			if l.Usage >= 250*time.Millisecond {
+				t.Errorf("/proc: the waiting helper's tree %v", l.Usage)
+			}
+		}
+	}
+	if found != 2 {
+		t.Errorf("/proc: trees %+v, want both helpers (%s, %s)", trees, burnLeaf, hangLeaf)
 	}
 }

@@ -163,3 +163,33 @@ func ParsePressure(r io.Reader) (some, full Pressure, err error) {
 	}
 	return some, full, s.Err()
 }
+
+// CPUStat is the part of a cgroup's cpu.stat that tells how much CPU it used (cgroup-v2.rst,
+// "cpu.stat"). It is hierarchical and cumulative: a cgroup's usage includes its descendants',
+// also those removed since. The usage_usec, user_usec and system_usec lines are there whether
+// or not the cpu controller is enabled (they come from the cgroup core's rstat, not from the
+// controller): on a hybrid host the unified hierarchy has them too.
+type CPUStat struct {
+	UsageUSec, UserUSec, SystemUSec uint64
+}
+
+// ParseCPUStat parses cpu.stat. Unknown keys (the cpu controller's nr_periods, throttled_usec,
+// ...) are ignored; a file without usage_usec is an error: not a cgroup v2 cpu.stat.
+func ParseCPUStat(r io.Reader) (CPUStat, error) {
+	var st CPUStat
+	seen := false
+	err := parseFlatKeyed(r, func(k string, v uint64) {
+		switch k {
+		case "usage_usec":
+			st.UsageUSec, seen = v, true
+		case "user_usec":
+			st.UserUSec = v
+		case "system_usec":
+			st.SystemUSec = v
+		}
+	})
+	if err == nil && !seen {
+		err = fmt.Errorf("no usage_usec line")
+	}
+	return st, err
+}
