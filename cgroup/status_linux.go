@@ -21,7 +21,9 @@ type Status struct {
 	Workload   Memory        `json:"workload"`
 	AgentsHigh string        `json:"agents_memory_high"`
 	Agents     []AgentStatus `json:"agents"`
-	// Busy is true when any agent leaf holds a process: an agent session is running.
+	// Busy, as ReadStatus takes it from one look, is true when any agent leaf holds a process.
+	// That is presence, not activity (an open session idling holds its claude for ever): the
+	// supervisor's own judgement over a window of samples (Judge) replaces it where there is one.
 	Busy bool `json:"busy"`
 }
 
@@ -44,9 +46,11 @@ type Memory struct {
 
 // AgentStatus is one agent leaf.
 type AgentStatus struct {
-	Leaf      string     `json:"leaf"`
-	Memory    Memory     `json:"memory"`
-	Processes []ProcInfo `json:"processes"`
+	Leaf   string `json:"leaf"`
+	Memory Memory `json:"memory"`
+	// CPUUsageUSec is the leaf's cumulative CPU time, cpu.stat usage_usec (0 if unreadable).
+	CPUUsageUSec uint64     `json:"cpu_usage_usec"`
+	Processes    []ProcInfo `json:"processes"`
 }
 
 // ReadStatus takes the snapshot. It fails only when the subtree is not there (the unit is not
@@ -71,6 +75,9 @@ func (t *Tree) ReadStatus() (*Status, error) {
 	for _, leaf := range leaves {
 		dir := AgentsDir + "/" + leaf
 		a := AgentStatus{Leaf: leaf, Memory: t.memory(dir), Processes: []ProcInfo{}}
+		if cpu, err := t.cpuStat(dir); err == nil {
+			a.CPUUsageUSec = cpu.UsageUSec
+		}
 		pids, _ := t.procs(dir)
 		for _, pid := range pids {
 			if p := procInfo(pid); p != nil {
