@@ -350,13 +350,3 @@ func (t *Tree) Usage() Usage {
 	cur, _ := t.readUint(WorkloadDir, "memory.current")
 	return Usage{Current: cur, Agents: len(t.agentLeaves())}
 }
-
-// Busy reports whether any agent leaf holds a process: an agent session is running.
-func (t *Tree) Busy() bool {
-	for _, leaf := range t.agentLeaves() {
-		if pop, err := t.Populated(AgentsDir + "/" + leaf); err == nil && pop {
-			return true
-		}
-	}
-	return false
-}

@@ -70,14 +70,20 @@ type placement struct {
 
 func startPlacement(t *testing.T, extraEnv ...string) *placement {
 	t.Helper()
+	// The tool: bash (claude's Bash tool shell) with a child that runs until killed and says its pid
+	// (claude refuses a plain `sleep N` there).
+	return startPlacementTool(t, func(dir string) string { return fmt.Sprintf("tail -f /dev/null & echo $! > %s/tool.pid; wait", dir) }, extraEnv...)
+}
+
+// startPlacementTool is startPlacement with the Bash command tool(dir) in claude's scripted turn.
+func startPlacementTool(t *testing.T, tool func(dir string) string, extraEnv ...string) *placement {
+	t.Helper()
 	testenv.NeedRoot(t)
 	parts := claudetest.Need(t)
 	tree := unifiedTree(t)
 	dir := t.TempDir()
 	pl := &placement{t: t, tree: tree, dir: dir, marker: "T3S_TEST_MARKER=" + randomHex(8)}
-	// The tool: bash (claude's Bash tool shell) with a child that runs until killed and says its pid
-	// (claude refuses a plain `sleep N` there).
-	api := anthropicapi.New(anthropicapi.Script{Command: fmt.Sprintf("tail -f /dev/null & echo $! > %s/tool.pid; wait", dir)})
+	api := anthropicapi.New(anthropicapi.Script{Command: tool(dir)})
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
 	shimDir := filepath.Join(dir, "shim")

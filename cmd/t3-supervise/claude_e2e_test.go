@@ -44,9 +44,15 @@ type claudeWorld struct {
 
 func newClaudeWorld(t *testing.T) *claudeWorld {
 	t.Helper()
+	return newClaudeWorldScript(t, anthropicapi.Script{Command: toolCommand, Reply: "all done"})
+}
+
+// newClaudeWorldScript is newClaudeWorld with the API stand-in playing script.
+func newClaudeWorldScript(t *testing.T, script anthropicapi.Script) *claudeWorld {
+	t.Helper()
 	parts := claudetest.Need(t)
 	w := &claudeWorld{vaultWorld: newVaultWorld(t), parts: parts}
-	w.api = anthropicapi.New(anthropicapi.Script{Command: toolCommand, Reply: "all done"})
+	w.api = anthropicapi.New(script)
 	srv := httptest.NewServer(w.api)
 	t.Cleanup(srv.Close)
 	w.port = strconv.Itoa(freeLoopbackPort(t))

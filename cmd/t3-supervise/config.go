@@ -45,6 +45,7 @@ type config struct {
 	Health      healthConfig
 	RuntimeDir  string // $RUNTIME_DIRECTORY: where the last kills are kept for `status`
 	Rotation    rotationConfig
+	Activity    cgroup.ActivityPolicy // when the agents are busy: the when-idle gate and status
 
 	environ []string   // the supervisor's own environment, KEY=VALUE
 	dropTo  *user.User // started as root with --user: the user to become first
@@ -144,7 +145,10 @@ func flagSet(c *config, rawEnvAllow *[]string, extraEnvAllow *[]string, tokenFil
 	fs.DurationVar(&c.Health.LivenessWindow, "liveness-window", time.Minute, "stop t3 and exit 75 after it answered no probe for this long (0: never)")
 	fs.DurationVar(&c.Rotation.Interval, "refresh-interval", time.Hour, "re-read the token from Vault this often (each user at its own offset), at least "+refreshFloor+"; SIGHUP re-reads at once; 0: never")
 	fs.StringVar(&c.Rotation.Restart, "restart-on-rotation", "never", "when the token in Vault changes: never (t3 keeps the old one until it restarts), when-idle (once no agent has run for --rotation-idle), always; a restart is an exit 76 for systemd to restart the unit")
-	fs.DurationVar(&c.Rotation.Idle, "rotation-idle", 5*time.Minute, "for --restart-on-rotation=when-idle: how long no agent may have run")
+	fs.DurationVar(&c.Rotation.Idle, "rotation-idle", 5*time.Minute, "for --restart-on-rotation=when-idle: how long the agents must have been idle (see --busy-cpu)")
+	fs.DurationVar(&c.Activity.CPU, "busy-cpu", cgroup.DefaultActivity.CPU, "the agents are busy while one agent's leaf, seen for --busy-min-age, used more CPU time than this in the last --busy-window (cpu.stat)")
+	fs.DurationVar(&c.Activity.Window, "busy-window", cgroup.DefaultActivity.Window, "see --busy-cpu")
+	fs.DurationVar(&c.Activity.MinAge, "busy-min-age", cgroup.DefaultActivity.MinAge, "leaves seen for less than this do not count as busy (T3's account probe), and hold a when-idle restart back")
 	fs.StringSliceVar(&c.AgentNames, "agent-names", []string{"claude", "codex"}, "programs t3 spawns as agents: a shim of each name, first on t3's PATH, puts every agent in its own cgroup")
 	fs.StringVar(&c.ShimDir, "shim-dir", "", "directory for the agent shims (default: $RUNTIME_DIRECTORY/shim, else $XDG_RUNTIME_DIR/t3-supervise/shim, else ~/.cache/t3-supervise/shim)")
 	fs.BoolVar(&c.DryRun, "dry-run", false, "resolve everything (Vault included), print what a real run would do, change nothing")
@@ -215,6 +219,9 @@ func parseConfig(args []string, environ []string, stderr io.Writer) (*config, er
 	}
 	if c.Rotation.Interval < 0 || c.Rotation.Idle < 0 {
 		return nil, usageError{fmt.Errorf("--refresh-interval and --rotation-idle must not be negative")}
+	}
+	if c.Activity.CPU <= 0 || c.Activity.Window <= 0 || c.Activity.MinAge < 0 {
+		return nil, usageError{fmt.Errorf("--busy-cpu and --busy-window must be positive, --busy-min-age not negative")}
 	}
 	if floor, err := time.ParseDuration(refreshFloor); err != nil {
 		return nil, fmt.Errorf("refreshFloor %q (set at build time): %w", refreshFloor, err)

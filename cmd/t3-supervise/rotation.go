@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"t3-supervise/cgroup"
 	"t3-supervise/creds"
 )
 
@@ -27,7 +28,7 @@ type rotation struct {
 	current  creds.Secret
 	version  int
 	pending  bool      // a change waits for the restart policy
-	idleFrom time.Time // when-idle: since when no agent has run
+	idleFrom time.Time // when-idle: since when the agents are idle
 	last     time.Time // when the last re-read started
 	next     time.Time // when the timer was last set to fire
 
@@ -160,14 +161,18 @@ func (r *rotation) policyNote() string {
 	case "always":
 		return "restarting t3 now (--restart-on-rotation=always)"
 	case "when-idle":
-		return fmt.Sprintf("t3 restarts once no agent has run for %v (--restart-on-rotation=when-idle)", r.cfg.Rotation.Idle)
+		return fmt.Sprintf("t3 restarts once the agents have been idle for %v (--restart-on-rotation=when-idle)", r.cfg.Rotation.Idle)
 	}
 	return "t3 keeps the old token until it restarts (--restart-on-rotation=never)"
 }
 
-// restartDue says whether a pending change should restart t3 now. busy reports whether any
-// agent is running.
-func (r *rotation) restartDue(now time.Time, busy bool) bool {
+// restartDue says whether a pending change should restart t3 now, given the agents' activity
+// as last judged (cgroup.Judge). For when-idle the agents must have been idle (no active leaf)
+// for --rotation-idle; a leaf too young to judge (T3's account probe, or a session just opened)
+// holds the restart back while it lasts but does not restart the idle clock: the probe comes
+// every 5 minutes, as long as the default --rotation-idle, and would otherwise keep it from
+// ever running out.
+func (r *rotation) restartDue(now time.Time, act cgroup.Verdict) bool {
 	if !r.pending {
 		return false
 	}
@@ -175,14 +180,14 @@ func (r *rotation) restartDue(now time.Time, busy bool) bool {
 	case "always":
 		return true
 	case "when-idle":
-		if busy {
+		if act.Busy {
 			r.idleFrom = time.Time{}
 			return false
 		}
 		if r.idleFrom.IsZero() {
 			r.idleFrom = now
 		}
-		return now.Sub(r.idleFrom) >= r.cfg.Rotation.Idle
+		return act.Young == 0 && now.Sub(r.idleFrom) >= r.cfg.Rotation.Idle
 	}
 	return false
 }

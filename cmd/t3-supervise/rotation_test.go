@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"t3-supervise/cgroup"
 	"t3-supervise/creds"
 )
 
@@ -39,7 +40,7 @@ func TestRotationWritesTheEnvFileAndFollowsThePolicy(t *testing.T) {
 	if string(b) != "CLAUDE_CODE_OAUTH_TOKEN="+fakeToken2+"\n" {
 		t.Errorf("env file not rewritten")
 	}
-	if r.pending || r.restartDue(time.Now(), false) {
+	if r.pending || r.restartDue(time.Now(), idleNow) {
 		t.Error("policy never restarts")
 	}
 	if strings.Contains(out.String(), fakeToken2) {
@@ -47,29 +48,45 @@ func TestRotationWritesTheEnvFileAndFollowsThePolicy(t *testing.T) {
 	}
 }
 
+var (
+	busyNow = cgroup.Verdict{Busy: true}
+	idleNow = cgroup.Verdict{}
+)
+
 func TestRotationWhenIdle(t *testing.T) {
 	r, ev, _ := testRotation(t, "when-idle")
 	r.handle(ev, refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken2), Version: 2}})
 	t0 := time.Unix(1000, 0)
-	if r.restartDue(t0, true) || r.restartDue(t0.Add(10*time.Minute), true) {
+	if r.restartDue(t0, busyNow) || r.restartDue(t0.Add(10*time.Minute), busyNow) {
 		t.Fatal("restart while agents run")
 	}
-	if r.restartDue(t0.Add(11*time.Minute), false) {
+	if r.restartDue(t0.Add(11*time.Minute), idleNow) {
 		t.Fatal("restart the moment agents stopped")
 	}
-	if r.restartDue(t0.Add(11*time.Minute+59*time.Second), false) {
+	if r.restartDue(t0.Add(11*time.Minute+59*time.Second), idleNow) {
 		t.Fatal("restart before --rotation-idle passed")
 	}
-	if r.restartDue(t0.Add(12*time.Minute), true) { // an agent came back: the idle clock restarts
+	if r.restartDue(t0.Add(12*time.Minute), busyNow) { // an agent came back: the idle clock restarts
 		t.Fatal("restart while an agent runs again")
 	}
-	if r.restartDue(t0.Add(12*time.Minute+30*time.Second), false) || !r.restartDue(t0.Add(13*time.Minute+30*time.Second), false) {
+	if r.restartDue(t0.Add(12*time.Minute+30*time.Second), idleNow) || !r.restartDue(t0.Add(13*time.Minute+30*time.Second), idleNow) {
 		t.Fatal("no restart after a whole idle minute")
+	}
+	// A leaf too young to judge (T3's account probe, a session just opened) holds the restart
+	// back while it is there, and the idle clock goes on: once it is gone, the restart is due.
+	y, ev3, _ := testRotation(t, "when-idle")
+	y.handle(ev3, refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken2), Version: 2}})
+	young := cgroup.Verdict{Young: 1}
+	if y.restartDue(t0, idleNow) || y.restartDue(t0.Add(4*time.Minute), young) || y.restartDue(t0.Add(5*time.Minute), young) {
+		t.Fatal("restart while a young leaf is there")
+	}
+	if !y.restartDue(t0.Add(5*time.Minute+5*time.Second), idleNow) {
+		t.Fatal("the young leaf restarted the idle clock: no restart once it was gone")
 	}
 	a, ev2, _ := testRotation(t, "always")
 	a.handle(ev2, refreshResult{res: creds.Result{Outcome: creds.Deleted}})
 	a.handle(ev2, refreshResult{res: creds.Result{Outcome: creds.Deleted}}) // the confirming read
-	if !a.restartDue(t0, true) {
+	if !a.restartDue(t0, busyNow) {
 		t.Fatal("always: an opt-out while running restarts at once")
 	}
 	if _, err := os.Stat(a.cfg.EnvFile); !os.IsNotExist(err) {
@@ -89,7 +106,7 @@ func TestRotationOutageReportsOnceAndChangesNothing(t *testing.T) {
 	if n := strings.Count(out.String(), "credential_refresh_failed"); n != 1 {
 		t.Errorf("%d failure events for one outage:\n%s", n, out)
 	}
-	if r.pending || r.restartDue(time.Now(), false) {
+	if r.pending || r.restartDue(time.Now(), idleNow) {
 		t.Error("an outage asked for a restart")
 	}
 	if b, _ := os.ReadFile(r.cfg.EnvFile); string(b) != "CLAUDE_CODE_OAUTH_TOKEN="+fakeToken1+"\n" {
@@ -135,7 +152,7 @@ func TestOptOutIsConfirmedBySecondRead(t *testing.T) {
 		if b, _ := os.ReadFile(r.cfg.EnvFile); string(b) != "CLAUDE_CODE_OAUTH_TOKEN="+fakeToken1+"\n" {
 			t.Error("the env file changed")
 		}
-		if r.pending || r.restartDue(time.Now(), false) || !r.current.Equal(creds.NewSecret(fakeToken1)) {
+		if r.pending || r.restartDue(time.Now(), idleNow) || !r.current.Equal(creds.NewSecret(fakeToken1)) {
 			t.Error("the restart policy was asked, or the token dropped")
 		}
 		if strings.Contains(out.String(), "credential_opt_out") || strings.Contains(out.String(), "env_file_removed") {

@@ -165,14 +165,10 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 	probeResults := hs.startProber(watchCtx, cfg)
 
 	rot := newRotation(cfg, p)
-	idleTick := time.NewTicker(5 * time.Second)
+	idleTick := time.NewTicker(activityInterval)
 	defer idleTick.Stop()
-	busy := func() bool {
-		if tree != nil {
-			return tree.Busy()
-		}
-		return len(supervise.Descendants(child.Pid())) > 0
-	}
+	act := newActivityState(cfg, tree, child.Pid())
+	act.sample(ev, time.Now())
 	restart := func() int {
 		ev.emit(evRotationRestart, fields{"T3_PID": pid, "T3_EXIT_CODE": fmt.Sprint(exitRotated)},
 			"stopping t3 (pid %s) so that systemd restarts it with the new token", pid)
@@ -232,11 +228,12 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 			rot.start(keepCtx, false)
 		case rr := <-rot.results:
 			rot.handle(ev, rr)
-			if rot.restartDue(time.Now(), busy()) {
+			if rot.restartDue(time.Now(), act.verdict()) {
 				return restart()
 			}
 		case now := <-idleTick.C:
-			if rot.pending && rot.restartDue(now, busy()) {
+			act.sample(ev, now)
+			if rot.pending && rot.restartDue(now, act.verdict()) {
 				return restart()
 			}
 		case <-sigs.Child:

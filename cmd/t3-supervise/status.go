@@ -29,6 +29,11 @@ type statusReport struct {
 	User      string       `json:"user"`
 	Unit      string       `json:"unit"`
 	LastKills []killRecord `json:"last_kills"`
+	// BusyBasis says what "busy" rests on: "activity", the supervisor's judgement of the agents'
+	// CPU time (Activity); or "presence", a process in some agent leaf, when there is no fresh
+	// judgement (no runtime directory, or a supervisor that stopped sampling).
+	BusyBasis string          `json:"busy_basis"`
+	Activity  *activityRecord `json:"activity"`
 }
 
 // killRecord is one kill, as the supervisor keeps them in its runtime directory.
@@ -48,11 +53,30 @@ USAGE
 
   Reads the unit's live cgroup tree and /proc (root or the user may run it; it does not need to
   be the supervisor's parent): the supervisor and server processes, every agent leaf with its
-  processes (pid, comm, cmdline, RSS), memory.current/peak and memory.events counters, and the
-  last kills. "busy" is true when any agent leaf holds a process: this replaces the fleet's
-  "pgrep -P MainPID" check, which breaks once the supervisor is MainPID.
+  processes (pid, comm, cmdline, RSS), memory.current/peak, memory.events counters and CPU
+  time (cpu.stat usage_usec), and the last kills. "busy" replaces the fleet's "pgrep -P MainPID"
+  check, which breaks once the supervisor is MainPID.
 
-  The JSON form is stable (fields are only ever added; "schema" is 1).
+BUSY AND IDLE
+  Busy means activity, not presence: T3 keeps one claude per open session, idle ones included,
+  and runs an account probe (claude --version, then a short SDK session) every 5 minutes. The
+  agents are busy when one agent leaf that the supervisor has seen for at least --busy-min-age
+  (30s) used more than --busy-cpu (500ms) of CPU time in the last --busy-window (1m). The
+  supervisor samples every leaf's cpu.stat every 5s (without a cgroup, --no-cgroup: the CPU
+  time of each child of t3 and its descendants, from /proc), judges, and keeps the verdict in
+  its runtime directory (activity.json); status shows that verdict, with "busy_basis":
+  "activity". Measured with Claude Code 2.1.328: a session waiting for its next prompt uses
+  2-5 ms of CPU a second (0.1-0.3 s a minute), a turn running a tool 0.5 s and more, the
+  probe's leaves live under a second each (its SDK session is given up after 8s). So an open
+  idle session and the probe are idle; a turn is busy once its leaf is 30s old, and for a
+  minute after its last work. A tool that only waits (sleep, a slow network) uses no CPU and
+  counts as idle after the window. Without a fresh verdict (no runtime directory, a sample
+  older than 20s), "busy" falls back to presence (any process in an agent leaf) and
+  "busy_basis" says "presence". --restart-on-rotation=when-idle restarts t3 once the agents
+  have been idle for --rotation-idle, and not while a leaf younger than --busy-min-age is there.
+
+  The JSON form is stable (fields are only ever added; "schema" is 1); docs/status.md describes
+  every field.
 
 EXIT STATUS
   0  the unit is running under t3-supervise
@@ -100,6 +124,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		return exitNotRunning
 	}
 	rep := statusReport{Status: st, User: userName, Unit: "t3-supervise@" + userName + ".service", LastKills: readKills(runtimeDir)}
+	applyActivity(&rep, runtimeDir, time.Now())
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -108,6 +133,21 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	printStatus(stdout, rep)
 	return exitOK
+}
+
+// activityStale is how old the supervisor's last sample may be before status stops trusting it:
+// a few sample intervals (the supervisor samples every activityInterval).
+const activityStale = 4 * activityInterval
+
+// applyActivity puts the supervisor's judgement of the agents' activity into r when it is
+// fresh: busy is then its verdict, not the presence of a process.
+func applyActivity(r *statusReport, runtimeDir string, now time.Time) {
+	r.BusyBasis = "presence"
+	a, err := readActivity(filepath.Join(runtimeDir, activityFile))
+	if err != nil || now.Sub(a.Time) > activityStale || a.Time.Sub(now) > activityStale {
+		return
+	}
+	r.Activity, r.Busy, r.BusyBasis = a, a.Busy, "activity"
 }
 
 func readKills(dir string) []killRecord {
@@ -136,9 +176,15 @@ func printStatus(w io.Writer, r statusReport) {
 	if r.Busy {
 		busy = "busy"
 	}
+	if r.Activity != nil {
+		busy += fmt.Sprintf(" since %s", r.Activity.Since.Format(time.RFC3339))
+	} else {
+		busy += " (by presence: no recent activity sample from the supervisor)"
+	}
 	fmt.Fprintf(w, "%-11s %d leaves, memory.high %s, %s\n", "agents", len(r.Agents), r.AgentsHigh, busy)
 	for _, a := range r.Agents {
-		fmt.Fprintf(w, "  %-18s %s, peak %s; high %d, oom_kill %d\n", a.Leaf, mib(a.Memory.Current), mib(a.Memory.Peak), a.Memory.Events.High, a.Memory.Events.OOMKill)
+		fmt.Fprintf(w, "  %-18s %s, peak %s; high %d, oom_kill %d; cpu %s%s\n", a.Leaf, mib(a.Memory.Current), mib(a.Memory.Peak),
+			a.Memory.Events.High, a.Memory.Events.OOMKill, time.Duration(a.CPUUsageUSec)*time.Microsecond, leafActivity(r.Activity, a.Leaf))
 		for _, p := range a.Processes {
 			fmt.Fprintf(w, "    pid %-7d %-16s %-9s %s\n", p.PID, p.Comm, mib(p.RSS), trim(p.Cmdline, 60))
 		}
@@ -147,6 +193,26 @@ func printStatus(w io.Writer, r statusReport) {
 		fmt.Fprintf(w, "%-11s %s %s by %s: %s (pid %d, %s, %s)\n", "kill", k.Time.Format(time.RFC3339), k.Signal, k.Killer,
 			k.Victim.Comm, k.Victim.PID, mib(k.Victim.RSS), k.Victim.Leaf)
 	}
+}
+
+// leafActivity describes how the supervisor judged leaf, if it did.
+func leafActivity(a *activityRecord, leaf string) string {
+	if a == nil {
+		return ""
+	}
+	for _, l := range a.Leaves {
+		if l.Leaf == leaf {
+			state := "idle"
+			switch {
+			case l.Young:
+				state = "young, not counted"
+			case l.Active:
+				state = "active"
+			}
+			return fmt.Sprintf(", %v in the last %vs (%s)", time.Duration(l.WindowUSec)*time.Microsecond, a.Policy.WindowSec, state)
+		}
+	}
+	return ""
 }
 
 func trim(s string, n int) string {

@@ -104,6 +104,12 @@ func (s SDK) Probe() (Probe, error) {
 	return r, s.call(http.MethodPost, "/_sdk/probe", nil, &r)
 }
 
+// Probes lists every account probe run so far, by the timer (T3_SDK_PROBE_INTERVAL) or asked.
+func (s SDK) Probes() ([]Probe, error) {
+	var r []Probe
+	return r, s.call(http.MethodGet, "/_sdk/probes", nil, &r)
+}
+
 // WaitTurn waits until session id's turn is over (idle, closed or failed) and returns it; it
 // fails t after limit.
 func (s SDK) WaitTurn(t testing.TB, id string, limit time.Duration) Session {
