@@ -144,7 +144,7 @@ func flagSet(c *config, rawEnvAllow *[]string, extraEnvAllow *[]string, tokenFil
 	fs.DurationVar(&c.Health.ProbeTimeout, "probe-timeout", 5*time.Second, "how long one probe waits for an answer")
 	fs.DurationVar(&c.Health.LivenessWindow, "liveness-window", time.Minute, "stop t3 and exit 75 after it answered no probe for this long (0: never)")
 	fs.DurationVar(&c.Rotation.Interval, "refresh-interval", time.Hour, "re-read the token from Vault this often (each user at its own offset), at least "+refreshFloor+"; SIGHUP re-reads at once; 0: never")
-	fs.StringVar(&c.Rotation.Restart, "restart-on-rotation", "never", "when the token in Vault changes: never (t3 keeps the old one until it restarts), when-idle (once no agent has run for --rotation-idle), always; a restart is an exit 76 for systemd to restart the unit")
+	fs.StringVar(&c.Rotation.Restart, "restart-on-rotation", "never", "when the token in Vault changes: never (t3 keeps the old one until it restarts), when-idle (once the agents have been idle for --rotation-idle, see --busy-cpu), always; a restart is an exit 76 for systemd to restart the unit")
 	fs.DurationVar(&c.Rotation.Idle, "rotation-idle", 5*time.Minute, "for --restart-on-rotation=when-idle: how long the agents must have been idle (see --busy-cpu)")
 	fs.DurationVar(&c.Activity.CPU, "busy-cpu", cgroup.DefaultActivity.CPU, "the agents are busy while one agent's leaf, seen for --busy-min-age, used more CPU time than this in the last --busy-window (cpu.stat)")
 	fs.DurationVar(&c.Activity.Window, "busy-window", cgroup.DefaultActivity.Window, "see --busy-cpu")
