@@ -30,12 +30,13 @@ type ActivityPolicy struct {
 }
 
 // DefaultActivity is the policy the supervisor runs with. Measured with Claude Code 2.1.328
-// (RELIABILITY.md, "Busy and idle"): an open session between turns used 2-5 ms of CPU a second
-// (up to 17 ms/s in the half minute after a turn), so at most about 0.3 s in a minute; a turn
-// whose only tool ran `echo` used about 0.5 s, a session's start about 1.1 s; the probe's two
-// leaves (18 ms and 0.7 s of CPU) lived under a second each, its SDK session is given up after
-// 8 s at most.
-var DefaultActivity = ActivityPolicy{Window: time.Minute, CPU: 500 * time.Millisecond, MinAge: 30 * time.Second}
+// (RELIABILITY.md, section 10): an open session between turns used 1.7-2.8 ms of CPU a second,
+// but up to 17 ms/s in the half minute after a turn: at most 0.51 s in any minute seen; a Bash
+// tool at work (a tenth of a core) made its leaf use 3.3-6.2 s a minute; a turn whose tool ran
+// `echo` used 0.27 s; the probe's two leaves (12-19 ms and 0.6-0.8 s of CPU) lived about a
+// second, and its SDK session is given up after 8 s at most. 1 s a minute is twice the worst
+// idle minute and a third of the least working one.
+var DefaultActivity = ActivityPolicy{Window: time.Minute, CPU: time.Second, MinAge: 30 * time.Second}
 
 // LeafCPU is one agent leaf's cumulative CPU time (cpu.stat usage_usec).
 type LeafCPU struct {

@@ -61,16 +61,16 @@ BUSY AND IDLE
   Busy means activity, not presence: T3 keeps one claude per open session, idle ones included,
   and runs an account probe (claude --version, then a short SDK session) every 5 minutes. The
   agents are busy when one agent leaf that the supervisor has seen for at least --busy-min-age
-  (30s) used more than --busy-cpu (500ms) of CPU time in the last --busy-window (1m). The
+  (30s) used more than --busy-cpu (1s) of CPU time in the last --busy-window (1m). The
   supervisor samples every leaf's cpu.stat every 5s (without a cgroup, --no-cgroup: the CPU
   time of each child of t3 and its descendants, from /proc), judges, and keeps the verdict in
   its runtime directory (activity.json); status shows that verdict, with "busy_basis":
   "activity". Measured with Claude Code 2.1.328: a session waiting for its next prompt uses
-  2-5 ms of CPU a second (0.1-0.3 s a minute), a turn running a tool 0.5 s and more, the
-  probe's leaves live under a second each (its SDK session is given up after 8s). So an open
-  idle session and the probe are idle; a turn is busy once its leaf is 30s old, and for a
-  minute after its last work. A tool that only waits (sleep, a slow network) uses no CPU and
-  counts as idle after the window. Without a fresh verdict (no runtime directory, a sample
+  about 2 ms of CPU a second, at most 0.51 s in a minute (just after a turn); a Bash tool at
+  work 3-6 s a minute; the probe's leaves live about a second each (its SDK session is given
+  up after 8s). So an open idle session and the probe are idle; a turn at work is busy once
+  its leaf is 30s old, and for a minute after its last work. A trivial turn (an echo, 0.3 s)
+  and a tool that only waits (sleep, a slow network) use too little CPU to count. Without a fresh verdict (no runtime directory, a sample
   older than 20s), "busy" falls back to presence (any process in an agent leaf) and
   "busy_basis" says "presence". --restart-on-rotation=when-idle restarts t3 once the agents
   have been idle for --rotation-idle, and not while a leaf younger than --busy-min-age is there.
