@@ -4,9 +4,13 @@ package cgroup
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Status is a snapshot of a running supervisor's subtree, read from cgroupfs and /proc alone:
@@ -56,6 +60,9 @@ type AgentStatus struct {
 // ReadStatus takes the snapshot. It fails only when the subtree is not there (the unit is not
 // running, or not under t3-supervise).
 func (t *Tree) ReadStatus() (*Status, error) {
+	if err := t.checkReal(); err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(t.Dir(WorkloadDir)); err != nil {
 		return nil, &Error{Path: t.Dir(WorkloadDir), Err: err, Hint: "is the unit running under t3-supervise?"}
 	}
@@ -128,10 +135,45 @@ func UnitTree(mount, user string) *Tree {
 	return &Tree{Mount: mount, Base: base}
 }
 
-// CgroupTree is the subtree at an explicit unit cgroup path (as ControlGroup= shows it).
-func CgroupTree(mount, base string) *Tree {
+// CgroupTree is the subtree at an explicit unit cgroup path (as ControlGroup= shows it). The
+// path must stay inside the hierarchy: no "." or ".." segment (filepath.Join would climb out of
+// the mount with them, into a directory whose files the user chose).
+func CgroupTree(mount, base string) (*Tree, error) {
 	if mount == "" {
 		mount = DefaultMount
 	}
-	return &Tree{Mount: mount, Base: "/" + strings.TrimPrefix(base, "/")}
+	if base == "" || strings.ContainsRune(base, 0) {
+		return nil, fmt.Errorf("%q is not a cgroup path", base)
+	}
+	for _, seg := range strings.Split(strings.Trim(base, "/"), "/") {
+		if seg == "." || seg == ".." {
+			return nil, fmt.Errorf("%q: a cgroup path with %q would leave the unit's tree", base, seg)
+		}
+	}
+	return &Tree{Mount: mount, Base: "/" + strings.Trim(base, "/")}, nil
+}
+
+// checkReal makes sure the tree is what status may read as root: a directory of the cgroup2
+// filesystem (whose files the kernel makes, never the user: no FIFO, no symlink, no planted
+// file), reached through no symlink at all, so it cannot lead out of the hierarchy either.
+func (t *Tree) checkReal() error {
+	dir := t.Dir(".")
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return &Error{Path: dir, Err: err, Hint: "is the unit running under t3-supervise?"}
+	}
+	if real != dir {
+		return &Error{Path: dir, Err: fmt.Errorf("leads through a symlink to %s: refusing to read it", real)}
+	}
+	if t.fake {
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return &Error{Path: dir, Err: err}
+	}
+	if st.Type != unix.CGROUP2_SUPER_MAGIC {
+		return &Error{Path: dir, Err: fmt.Errorf("%w: not on a cgroup2 filesystem: refusing to read it", ErrNotV2)}
+	}
+	return nil
 }

@@ -167,6 +167,9 @@ func (h *healthState) noteEvent(e cgroup.Event) {
 	default:
 		return
 	}
+	if len(k.Victim.Cmdline) > maxRecordedCmdline {
+		k.Victim.Cmdline = k.Victim.Cmdline[:maxRecordedCmdline] // status reads at most maxKillsFile
+	}
 	h.kills = append(h.kills, k)
 	if len(h.kills) > 10 {
 		h.kills = h.kills[len(h.kills)-10:]
@@ -193,7 +196,10 @@ func writeFileAtomic(path string, v any) error {
 		tmp.Close()
 		return err
 	}
-	if err := tmp.Chmod(0o644); err != nil { // root and fleet tooling read it
+	// 0600: the victims' command lines are the user's business (a prompt or a path can be in
+	// them); root's fleet tooling reads it anyway, and so does the user's own `status`.
+	// CreateTemp makes it 0600 already; the chmod says so and holds under any umask.
+	if err := tmp.Chmod(0o600); err != nil {
 		tmp.Close()
 		return err
 	}

@@ -7,13 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"t3-supervise/cgroup"
 )
@@ -34,6 +37,9 @@ type statusReport struct {
 	// judgement (no runtime directory, or a supervisor that stopped sampling).
 	BusyBasis string          `json:"busy_basis"`
 	Activity  *activityRecord `json:"activity"`
+	// LastKillsError says why last_kills is empty although a kills file is there (refused:
+	// a symlink, not a regular file, another owner, too large; or not JSON).
+	LastKillsError string `json:"last_kills_error,omitempty"`
 }
 
 // killRecord is one kill, as the supervisor keeps them in its runtime directory.
@@ -45,6 +51,13 @@ type killRecord struct {
 }
 
 const killsFile = "kills.json"
+
+// maxKillsFile bounds the read of kills.json: ten records whose command lines are trimmed to
+// maxRecordedCmdline when written fit many times over.
+const (
+	maxKillsFile       = 1 << 20
+	maxRecordedCmdline = 4096
+)
 
 const statusHelp = `t3-supervise status: what a running t3-supervise@USER.service is doing
 
@@ -77,6 +90,11 @@ BUSY AND IDLE
 
   The JSON form is stable (fields are only ever added; "schema" is 1); docs/status.md describes
   every field.
+
+  Run by root, it trusts nothing the user controls: --user must be a user name that exists,
+  --cgroup a path inside the cgroup2 hierarchy with no ".." and no symlink, and kills.json is
+  read only if it is a regular file (never through a symlink, never a FIFO) owned by the user
+  and at most 1 MiB; else last_kills is empty and last_kills_error says why.
 
 EXIT STATUS
   0  the unit is running under t3-supervise
@@ -111,9 +129,19 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		}
 		userName = me.Username
 	}
+	// The name becomes a path (the runtime directory, the unit's cgroup): "../x" would climb
+	// out of both.
+	owner, err := statusUser(userName)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s status: %v\n", identifier, err)
+		return exitUsage
+	}
 	tree := cgroup.UnitTree("", userName)
 	if cg != "" {
-		tree = cgroup.CgroupTree("", cg)
+		if tree, err = cgroup.CgroupTree("", cg); err != nil {
+			fmt.Fprintf(stderr, "%s status: --cgroup: %v\n", identifier, err)
+			return exitUsage
+		}
 	}
 	if runtimeDir == "" {
 		runtimeDir = filepath.Join("/run/t3-supervise", userName)
@@ -123,7 +151,12 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s status: t3-supervise@%s.service is not running: %v\n", identifier, userName, err)
 		return exitNotRunning
 	}
-	rep := statusReport{Status: st, User: userName, Unit: "t3-supervise@" + userName + ".service", LastKills: readKills(runtimeDir)}
+	rep := statusReport{Status: st, User: userName, Unit: "t3-supervise@" + userName + ".service"}
+	rep.LastKills, err = readKills(runtimeDir, owner)
+	if err != nil {
+		rep.LastKillsError = err.Error()
+		fmt.Fprintf(stderr, "%s status: last kills not shown: %v\n", identifier, err)
+	}
 	applyActivity(&rep, runtimeDir, time.Now())
 	if asJSON {
 		enc := json.NewEncoder(stdout)
@@ -150,13 +183,92 @@ func applyActivity(r *statusReport, runtimeDir string, now time.Time) {
 	r.Activity, r.Busy, r.BusyBasis = a, a.Busy, "activity"
 }
 
-func readKills(dir string) []killRecord {
-	kills := []killRecord{}
-	b, err := os.ReadFile(filepath.Join(dir, killsFile))
-	if err == nil {
-		_ = json.Unmarshal(b, &kills)
+// statusUser checks --user: a plain user name (no '/', not "." or "..") of a user that
+// exists, whose uid must own the kills file.
+func statusUser(name string) (uid int, err error) {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return 0, fmt.Errorf("--user %q: not a user name", name)
 	}
-	return kills
+	u, err := user.Lookup(name)
+	if err != nil {
+		return 0, fmt.Errorf("--user %s: %w", name, err)
+	}
+	uid, err = strconv.Atoi(u.Uid)
+	if err != nil {
+		return 0, fmt.Errorf("--user %s: uid %q", name, u.Uid)
+	}
+	return uid, nil
+}
+
+// readKills reads the last kills the supervisor of uid keeps in dir (its RuntimeDirectory=).
+// status runs as root for fleet tooling, and the directory and everything in it belong to the
+// user: what sits at kills.json is the user's choice. So the read follows the rules of every
+// read root makes of a user's place (STYLE.md 14, and creds' readPrivateFile, which this package
+// may not import): the directory and the file are opened without following a symlink (a link to
+// a root-only file must not be printed), the file without blocking (a FIFO would hang status for
+// ever, fifo(7)); only a regular file (not /dev/zero, which ate 4 GB in 5 s) owned by uid is
+// read, fstat of the opened file deciding, and at most maxKillsFile bytes of it. No kills file
+// is no error.
+func readKills(dir string, uid int) ([]killRecord, error) {
+	kills := []killRecord{}
+	b, err := readUserFile(dir, killsFile, uid, maxKillsFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return kills, nil
+	}
+	if err != nil {
+		return kills, err
+	}
+	if err := json.Unmarshal(b, &kills); err != nil {
+		return []killRecord{}, fmt.Errorf("%s: %w", filepath.Join(dir, killsFile), err)
+	}
+	return kills, nil
+}
+
+// readUserFile reads dir/name as described at readKills.
+func readUserFile(dir, name string, uid int, max int64) ([]byte, error) {
+	p := filepath.Join(dir, name)
+	const flags = unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
+	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|flags, 0)
+	if err != nil {
+		return nil, userFileError(dir, err)
+	}
+	defer unix.Close(dfd)
+	fd, err := unix.Openat(dfd, name, unix.O_RDONLY|flags, 0)
+	if err != nil {
+		return nil, userFileError(p, err)
+	}
+	f := os.NewFile(uintptr(fd), p)
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, fmt.Errorf("%s is not a regular file (mode %#o): refusing to read it", p, st.Mode)
+	}
+	if int(st.Uid) != uid {
+		return nil, fmt.Errorf("%s is owned by uid %d, not the unit's user (uid %d): refusing to read it", p, st.Uid, uid)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes: refusing to read it", p, max)
+	}
+	return b, nil
+}
+
+func userFileError(p string, err error) error {
+	switch {
+	case errors.Is(err, unix.ELOOP):
+		return fmt.Errorf("%s is a symlink: refusing to follow it", p)
+	case errors.Is(err, unix.ENOTDIR):
+		return fmt.Errorf("%s is not a directory (or a symlink to one): refusing to follow it", p)
+	case errors.Is(err, unix.ENOENT):
+		return fmt.Errorf("%s: %w", p, fs.ErrNotExist)
+	}
+	return fmt.Errorf("%s: %w", p, err)
 }
 
 func printStatus(w io.Writer, r statusReport) {
