@@ -282,22 +282,34 @@ func parseConfig(args []string, environ []string, stderr io.Writer) (*config, er
 			return nil, usageError{fmt.Errorf("%s %q: want an absolute path", flag, path)}
 		}
 	}
-	port, err := portOf(c.T3Args, c.getenv("T3_PORT"))
+	port, host, err := t3Address(c.T3Args, c.environ, c.EnvAllow)
 	if err != nil {
 		return nil, configError{err}
 	}
-	c.Port = port
+	c.Port, c.Host = port, host
 	if wd, err := daemon.SdWatchdogEnabled(false); err == nil && wd > 0 && c.Port == 0 {
 		// WATCHDOG=1 follows an answered probe and nothing else; with no port there is no probe,
 		// and systemd would kill a healthy unit every WatchdogSec (sd_watchdog_enabled(3)).
 		return nil, configErrorf("WatchdogSec= is set (WATCHDOG_USEC, %v) but no port is known to probe: give t3 --port (the unit passes --port ${T3_PORT}) or set T3_PORT, or drop WatchdogSec=", wd)
 	}
-	host, found := flagValue(c.T3Args, "--host")
-	if !found {
-		host = c.getenv("T3CODE_HOST") // t3's own variable for --host (apps/server/src/cli.ts)
-	}
-	c.Host = host
 	return c, nil
+}
+
+// t3Address is the port and address t3 will listen on, from its arguments and what reaches it
+// of environ through the allowlist: T3CODE_PORT and T3CODE_HOST are t3's own variables for
+// --port and --host (apps/server/src/cli.ts), and count only if t3 gets them.
+func t3Address(args, environ, allow []string) (port int, host string, err error) {
+	childEnv, _ := supervise.BuildEnv(environ, allow, nil)
+	t3codePort, _ := supervise.Lookup(childEnv, "T3CODE_PORT")
+	t3Port, _ := supervise.Lookup(environ, "T3_PORT")
+	if port, err = portOf(args, t3codePort, t3Port); err != nil {
+		return 0, "", err
+	}
+	host, found := flagValue(args, "--host")
+	if !found {
+		host, _ = supervise.Lookup(childEnv, "T3CODE_HOST")
+	}
+	return port, host, nil
 }
 
 // resolveUser settles --user and HOME. The supervisor resolves the token of the user it runs
@@ -427,13 +439,19 @@ func dropPrivileges(u *user.User) error {
 	return nil
 }
 
-// portOf finds the port t3 will listen on. The old unit ran `t3 serve --port ${T3_PORT}`: with
-// T3_PORT empty systemd passes an empty word (or, unbraced, none at all) and t3 would fall back
-// to a default port or fail later in a way nobody connects to the missing variable. Catch it
-// here, before anything starts, and name the variable.
-func portOf(args []string, t3Port string) (int, error) {
+// portOf finds the port t3 will listen on, in t3's own order (resolveServerConfig in
+// apps/server/src/cli.ts): its --port argument, else T3CODE_PORT in its environment (t3codePort:
+// the value that reaches t3, "" when unset or not let through); T3_PORT, the unit's variable
+// that t3 never reads itself, comes last, for a unit that passes it some other way. The old unit
+// ran `t3 serve --port ${T3_PORT}`: with T3_PORT empty systemd passes an empty word (or,
+// unbraced, none at all) and t3 would fall back to a default port or fail later in a way nobody
+// connects to the missing variable. Catch it here, before anything starts, and name the variable.
+func portOf(args []string, t3codePort, t3Port string) (int, error) {
 	if v, found := flagValue(args, "--port"); found {
 		return parsePort(v, "t3 argument --port")
+	}
+	if t3codePort != "" {
+		return parsePort(t3codePort, "T3CODE_PORT")
 	}
 	if t3Port == "" {
 		return 0, nil

@@ -128,24 +128,56 @@ var rootRefusal = map[bool]string{true: "refusing to run t3 and its agents as ro
 
 func TestPortOf(t *testing.T) {
 	for _, tc := range []struct {
-		args []string
-		env  string
-		port int
-		err  bool
+		args       []string
+		t3codePort string
+		env        string
+		port       int
+		err        bool
 	}{
-		{[]string{"serve", "--port", "3773"}, "", 3773, false},
-		{[]string{"serve", "--port=4000"}, "1", 4000, false},
-		{[]string{"serve"}, "5000", 5000, false},
-		{[]string{"serve"}, "", 0, false},
-		{[]string{"serve", "--port"}, "", 0, true},
-		{[]string{"serve", "--port", " "}, "", 0, true},
-		{[]string{"serve", "--port", "0"}, "", 0, true},
-		{[]string{"serve", "--", "--port", "x"}, "", 0, false},
+		{[]string{"serve", "--port", "3773"}, "", "", 3773, false},
+		{[]string{"serve", "--port=4000"}, "", "1", 4000, false},
+		{[]string{"serve"}, "", "5000", 5000, false},
+		{[]string{"serve"}, "", "", 0, false},
+		{[]string{"serve", "--port"}, "", "", 0, true},
+		{[]string{"serve", "--port", " "}, "", "", 0, true},
+		{[]string{"serve", "--port", "0"}, "", "", 0, true},
+		{[]string{"serve", "--", "--port", "x"}, "", "", 0, false},
+		// t3 reads T3CODE_PORT when its arguments carry no --port (apps/server/src/cli.ts).
+		{[]string{"serve"}, "4100", "5000", 4100, false},
+		{[]string{"serve"}, "4100", "", 4100, false},
+		{[]string{"serve", "--port", "3773"}, "4100", "", 3773, false},
+		{[]string{"serve"}, "x", "5000", 0, true},
 	} {
-		port, err := portOf(tc.args, tc.env)
+		port, err := portOf(tc.args, tc.t3codePort, tc.env)
 		if port != tc.port || (err != nil) != tc.err {
-			t.Errorf("portOf(%q, %q) = %d, %v", tc.args, tc.env, port, err)
+			t.Errorf("portOf(%q, T3CODE_PORT %q, T3_PORT %q) = %d, %v", tc.args, tc.t3codePort, tc.env, port, err)
 		}
+	}
+}
+
+// The probe's port is the one t3 listens on when it is configured by its environment: t3 reads
+// T3CODE_PORT when its arguments carry no --port. Before, only --port and T3_PORT counted, and a
+// t3 on T3CODE_PORT was probed on T3_PORT (or not at all) and killed at --ready-timeout.
+func TestT3AddressFollowsT3sOwnVariables(t *testing.T) {
+	env := []string{"T3CODE_PORT=4100", "T3_PORT=5000", "T3CODE_HOST=127.0.0.2"}
+	for _, tc := range []struct {
+		args  string
+		allow []string
+		port  int
+		host  string
+	}{
+		{"serve", []string{"T3_*", "T3CODE_*"}, 4100, "127.0.0.2"},
+		{"serve --port 3773 --host ::1", []string{"T3_*", "T3CODE_*"}, 3773, "::1"},
+		// Not let through to t3: t3 does not see them, so neither does the probe.
+		{"serve", []string{"T3_*"}, 5000, ""},
+	} {
+		port, host, err := t3Address(strings.Fields(tc.args), env, tc.allow)
+		if err != nil || port != tc.port || host != tc.host {
+			t.Errorf("t3Address(%q, allow %q) = %d, %q, %v; want %d, %q", tc.args, tc.allow, port, host, err, tc.port, tc.host)
+		}
+	}
+	if _, _, err := t3Address([]string{"serve"}, []string{"T3CODE_PORT=99999"}, []string{"T3CODE_*"}); err == nil || !strings.Contains(err.Error(), "T3CODE_PORT") {
+		t.Errorf("a bad T3CODE_PORT: %v, want an error naming it", err)
 	}
 }
 
@@ -171,10 +203,11 @@ func TestEventKindsAreDistinct(t *testing.T) {
 }
 
 func FuzzPortOf(f *testing.F) {
-	f.Add("serve --port 3773", "")
-	f.Add("serve --port= --x", "${T3_PORT}")
-	f.Fuzz(func(t *testing.T, args, env string) {
-		port, err := portOf(strings.Fields(args), env)
+	f.Add("serve --port 3773", "", "")
+	f.Add("serve --port= --x", "", "${T3_PORT}")
+	f.Add("serve", "4100", "")
+	f.Fuzz(func(t *testing.T, args, t3codePort, env string) {
+		port, err := portOf(strings.Fields(args), t3codePort, env)
 		if err == nil && (port < 0 || port > 65535) {
 			t.Fatalf("portOf(%q, %q) = %d", args, env, port)
 		}

@@ -52,9 +52,13 @@ FLAGS
 const helpTail = `
 ENVIRONMENT
   HOME                    the user's home; defaults of --vault-token-file and --env-file live under it
-  T3_PORT                 the port of "t3 serve" when the t3 arguments carry no --port; an empty
-                          --port value (T3_PORT unset in the unit's EnvironmentFile) is refused
-  T3CODE_HOST             t3's own variable for its address, probed when the arguments carry no --host
+  T3_PORT                 the port of "t3 serve" when the t3 arguments carry no --port and t3 gets
+                          no T3CODE_PORT; an empty --port value (T3_PORT unset in the unit's
+                          EnvironmentFile) is refused
+  T3CODE_PORT, T3CODE_HOST
+                          t3's own variables for its port and address: when they reach t3 (through
+                          --env-allow) and its arguments carry no --port or --host, t3 listens
+                          there, and that is where it is probed
   CREDENTIALS_DIRECTORY   set by systemd for LoadCredential=; a vault-token in it is read first.
                           Load it only from a root-owned path: systemd reads LoadCredential= as
                           root and follows symlinks, so a path in the user's home would let the
