@@ -98,7 +98,7 @@ func startPlacementTool(t *testing.T, tool func(dir string) string, extraEnv ...
 	env := append([]string{
 		"PATH=" + shimDir + ":" + parts.Bin + ":/usr/bin:/bin", "HOME=" + dir, "LANG=C.UTF-8",
 		"ANTHROPIC_BASE_URL=" + srv.URL, "CLAUDE_CODE_OAUTH_TOKEN=" + vaulttest.FakeToken(),
-		shimAdjVar + "=600", "T3_SDK_PROBE_INTERVAL=0", pl.marker,
+		shimAdjVar + "=600", shimDirVar + "=" + shimDir, "T3_SDK_PROBE_INTERVAL=0", pl.marker,
 	}, extraEnv...)
 	logf, err := os.Create(filepath.Join(dir, "t3.log"))
 	if err != nil {

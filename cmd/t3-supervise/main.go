@@ -15,7 +15,7 @@ import (
 )
 
 func main() {
-	if isShim(os.Args[0]) {
+	if self, err := os.Executable(); err == nil && isShim(os.Args[0], os.Environ(), self) {
 		os.Exit(shim(os.Args, os.Environ()))
 	}
 	os.Exit(run(context.Background(), os.Args[1:], os.Environ(), os.Stdout, os.Stderr))

@@ -265,6 +265,7 @@ func (p *plan) buildCommand(cfg *config, ev *events) error {
 		// The shims go first on t3's PATH; the agents' oom_score_adj rides along for the shim.
 		set["PATH"] = p.Cgroup.ShimDir + string(os.PathListSeparator) + cfg.getenv("PATH")
 		set[shimAdjVar] = strconv.Itoa(cfg.Watch.AgentOOMAdj)
+		set[shimDirVar] = p.Cgroup.ShimDir
 	}
 	if !p.decision.Inject.IsZero() {
 		set[tokenVar] = p.decision.Inject.Reveal()
