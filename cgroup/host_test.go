@@ -8,6 +8,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -79,6 +81,26 @@ func helper(mode string) {
 			fmt.Printf("child %d\n", cmd.Process.Pid)
 		}
 		fmt.Println("ready")
+		select {}
+	case "wrapped-server": // a t3 behind a wrapper: spawns two children, then listens when told
+		fmt.Printf("server %d\n", os.Getpid())
+		for i := 0; i < 2; i++ {
+			cmd := exec.Command(os.Args[0])
+			cmd.Env = append(os.Environ(), helperEnv+"=hang")
+			out, _ := cmd.StdoutPipe()
+			if err := cmd.Start(); err != nil {
+				panic(err)
+			}
+			bufio.NewReader(out).ReadString('\n')
+			fmt.Printf("child %d\n", cmd.Process.Pid)
+		}
+		fmt.Println("spawned")
+		bufio.NewReader(os.Stdin).ReadString('\n') // "listen"
+		l, err := net.Listen("tcp", "127.0.0.1:"+os.Getenv("CGROUP_TEST_PORT"))
+		if err != nil {
+			panic(err)
+		}
+		fmt.Printf("port %d\n", l.Addr().(*net.TCPAddr).Port)
 		select {}
 	}
 }
@@ -356,5 +378,154 @@ func TestAgentCPU(t *testing.T) {
 	}
 	if found != 2 {
 		t.Errorf("/proc: trees %+v, want both helpers (%s, %s)", trees, burnLeaf, hangLeaf)
+	}
+}
+
+// A t3 started through a wrapper that does not exec (a shell script running node without
+// exec): the supervisor's direct child is the shell, the real server its child. The watch must
+// leave the server in server/, and place what the server spawns. Before, it moved the server
+// (and its children with it) into an agent leaf after the fork grace: throttled, first to die.
+func TestWatchKeepsTheServerBehindAWrapper(t *testing.T) {
+	tree := hostTree(t)
+	dir, err := tree.OpenServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	// t3's port is known before it listens (--port); the server binds it a while after its start.
+	probe, _ := net.Listen("tcp", "127.0.0.1:0")
+	t3Port := probe.Addr().(*net.TCPAddr).Port
+	probe.Close()
+	// dash runs a command that is not the last one of -c without exec.
+	sh := exec.Command("/bin/sh", "-c", `"$0"; exit $?`, os.Args[0])
+	sh.Env = append(os.Environ(), helperEnv+"=wrapped-server", "CGROUP_TEST_PORT="+strconv.Itoa(t3Port))
+	sh.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
+	stdin, _ := sh.StdinPipe()
+	stdout, _ := sh.StdoutPipe()
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tree.KillAll(); sh.Wait() })
+	out := bufio.NewReader(stdout)
+	var server, port int
+	var kids []int
+	for line := ""; !strings.HasPrefix(line, "spawned"); {
+		if line, err = out.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if _, err := fmt.Sscanf(line, "server %d", &n); err == nil {
+			server = n
+		} else if _, err := fmt.Sscanf(line, "child %d", &n); err == nil {
+			kids = append(kids, n)
+		}
+	}
+	if st, _ := readProcStat(server); st.PPID != sh.Process.Pid {
+		t.Fatalf("the server %d is not the shell's child (ppid %d): the wrapper exec'd", server, st.PPID)
+	}
+	w := newWatcher(tree, WatchConfig{ServerPID: sh.Process.Pid, Port: t3Port, AgentOOMAdj: 600})
+	// Not listening yet: past the fork grace, nothing that may be the server is moved.
+	w.place(context.Background())
+	time.Sleep(forkGrace + 50*time.Millisecond)
+	w.place(context.Background())
+	for _, pid := range append([]int{server}, kids...) {
+		if got := cgroupOf(t, pid); got != tree.Base+"/"+ServerDir {
+			t.Errorf("before the server listens, pid %d was moved to %q", pid, got)
+		}
+	}
+	// Now it listens.
+	io.WriteString(stdin, "listen\n")
+	line, err := out.ReadString('\n')
+	if _, err2 := fmt.Sscanf(line, "port %d", &port); err != nil || err2 != nil || port != t3Port {
+		t.Fatalf("helper said %q (%v)", line, err)
+	}
+	w.place(context.Background())
+	if got := cgroupOf(t, server); got != tree.Base+"/"+ServerDir {
+		t.Errorf("the server %d (behind the wrapper) is in %q, want server/", server, got)
+	}
+	if got := cgroupOf(t, sh.Process.Pid); got != tree.Base+"/"+ServerDir {
+		t.Errorf("the wrapper is in %q", got)
+	}
+	for _, pid := range kids {
+		leaf, _ := LeafName(pid)
+		if got, want := cgroupOf(t, pid), tree.Base+"/"+AgentsDir+"/"+leaf; got != want {
+			t.Errorf("the server's child %d in %q, want %q", pid, got, want)
+		}
+	}
+	found := false
+	for len(w.out) > 0 {
+		if ev, ok := (<-w.out).(ServerFound); ok {
+			found = ev.PID == server && ev.Wrapper == sh.Process.Pid && ev.Port == port
+			t.Logf("ServerFound %+v", ev)
+		}
+	}
+	if !found {
+		t.Error("no ServerFound event naming the server and the wrapper")
+	}
+}
+
+// An agent can write its pid into supervisor/cgroup.procs, or mkdir a cgroup of its own
+// anywhere in the subtree and move there (the user owns the delegated subtree): out of the
+// workload's limits. The watch kills every such process and removes the foreign cgroups; the
+// supervisor itself stays. Before, nothing looked at supervisor/ or foreign cgroups at all.
+func TestPoliceKillsEscapees(t *testing.T) {
+	tree := hostTree(t)
+	if err := tree.apply(Step{Op: OpMkdir, Dir: SupervisorDir}, 0); err != nil {
+		t.Fatal(err)
+	}
+	self, _ := startIn(t, tree, "hang") // stands in for the supervisor
+	t.Cleanup(func() { self.Process.Kill(); self.Wait(); rmdir(tree.Dir(SupervisorDir)) })
+	if err := writeFile(tree.Dir(SupervisorDir), "cgroup.procs", strconv.Itoa(self.Process.Pid)); err != nil {
+		t.Fatal(err)
+	}
+	where := []string{SupervisorDir, "escape", ServerDir + "/x", WorkloadDir + "/y", "escape2/deeper"}
+	var escapees []*exec.Cmd
+	for _, d := range where {
+		if d != SupervisorDir {
+			if err := os.MkdirAll(tree.Dir(d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cmd, out := startIn(t, tree, "hang")
+		out.ReadString('\n')
+		if err := writeFile(tree.Dir(d), "cgroup.procs", strconv.Itoa(cmd.Process.Pid)); err != nil {
+			t.Fatal(err)
+		}
+		escapees = append(escapees, cmd)
+	}
+	w := newWatcher(tree, WatchConfig{SupervisorPID: self.Process.Pid})
+	w.police(context.Background(), true)
+	for i, cmd := range escapees {
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+				t.Errorf("escapee in %s ended %v, want SIGKILL", where[i], err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("escapee %d in %s still alive 5 s after the police", cmd.Process.Pid, where[i])
+		}
+	}
+	if st, err := readProcStat(self.Process.Pid); err != nil || st.State == 'Z' {
+		t.Errorf("the supervisor was killed: %v", err)
+	}
+	killed := map[string]int{}
+	for len(w.out) > 0 {
+		if ev, ok := (<-w.out).(StrayKilled); ok {
+			killed[ev.Cgroup] = ev.Victim.PID
+		}
+	}
+	for i, d := range where {
+		if killed[d] != escapees[i].Process.Pid {
+			t.Errorf("no StrayKilled for pid %d in %s (events: %v)", escapees[i].Process.Pid, d, killed)
+		}
+	}
+	// The foreign cgroups go once empty (at the next look, if a victim was still exiting).
+	w.police(context.Background(), true)
+	for _, d := range []string{"escape", ServerDir + "/x", WorkloadDir + "/y", "escape2"} {
+		if _, err := os.Stat(tree.Dir(d)); err == nil {
+			t.Errorf("foreign cgroup %s not removed", d)
+		}
 	}
 }

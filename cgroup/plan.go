@@ -15,6 +15,11 @@ const (
 	AgentsDir     = "workload/agents"
 )
 
+// SupervisorMemoryMax is memory.max of supervisor/. The supervisor needs about 20 MiB; the
+// limit is there for a process that moved itself in from the workload (police_linux.go), which
+// the watch kills at its next look: until then it is held to this, not to the unit's MemoryMax.
+const SupervisorMemoryMax = 256 << 20
+
 // Controllers are the controllers the subtree needs: memory for the limits, pids for pids.max.
 var Controllers = []string{"memory", "pids"}
 
@@ -120,6 +125,7 @@ func Plan(l Limits) []Step {
 		{Op: OpMoveSelf, Dir: SupervisorDir},
 		// The unit's own cgroup: only cgroup.subtree_control is ours to write (Delegate=yes).
 		enable("."),
+		write(SupervisorDir, "memory.max", strconv.Itoa(SupervisorMemoryMax)),
 		{Op: OpMkdir, Dir: WorkloadDir},
 		enable(WorkloadDir),
 		{Op: OpMkdir, Dir: ServerDir},

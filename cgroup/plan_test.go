@@ -29,6 +29,7 @@ func TestPlanOrderAndValues(t *testing.T) {
 		"mkdir supervisor",
 		"move self to supervisor/cgroup.procs",
 		"write cgroup.subtree_control = +memory +pids",
+		"write supervisor/memory.max = 268435456",
 		"mkdir workload",
 		"write workload/cgroup.subtree_control = +memory +pids",
 		"mkdir workload/server",

@@ -29,6 +29,10 @@ type Status struct {
 	// That is presence, not activity (an open session idling holds its claude for ever): the
 	// supervisor's own judgement over a window of samples (Judge) replaces it where there is one.
 	Busy bool `json:"busy"`
+	// PSI is false when agents/memory.pressure cannot be read: the supervisor's pressure kill
+	// cannot work on this host (PressureUnavailable); PSIError says why.
+	PSI      bool   `json:"psi"`
+	PSIError string `json:"psi_error,omitempty"`
 }
 
 // ProcInfo describes one process.
@@ -74,6 +78,11 @@ func (t *Tree) ReadStatus() (*Status, error) {
 		st.Server = procInfo(pids[0])
 	}
 	st.Workload = t.memory(WorkloadDir)
+	if err := t.PressureAvailable(AgentsDir); err != nil {
+		st.PSIError = err.Error()
+	} else {
+		st.PSI = true
+	}
 	if b, err := readFile(t.Dir(AgentsDir), "memory.high"); err == nil {
 		st.AgentsHigh = strings.TrimSpace(string(b))
 	}
@@ -97,6 +106,24 @@ func (t *Tree) ReadStatus() (*Status, error) {
 		st.Agents = append(st.Agents, a)
 	}
 	return st, nil
+}
+
+// PressureAvailable reports whether dir's memory.pressure (PSI) can be read and parsed. The
+// kernel creates the file only with CONFIG_PSI and without psi=0 on the command line
+// (Documentation/accounting/psi.rst); on a kernel that has it, reads fail with EOPNOTSUPP when
+// it is disabled.
+func (t *Tree) PressureAvailable(dir string) error {
+	b, err := readFile(t.Dir(dir), "memory.pressure")
+	if err == nil {
+		_, _, err = ParsePressure(bytes.NewReader(b))
+		if err != nil {
+			err = &Error{Path: t.Dir(dir + "/memory.pressure"), Err: err}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("no memory pressure (PSI) here: %w (a kernel without CONFIG_PSI, or booted with psi=0): the pressure kill cannot work, only memory.max's OOM kill ends a runaway", err)
+	}
+	return nil
 }
 
 func (t *Tree) memory(dir string) Memory {

@@ -51,6 +51,13 @@ type PressureKill struct {
 // Warning: something in the watch failed; it keeps going.
 type Warning struct{ Err error }
 
+// PressureUnavailable: the pressure kill is configured but agents/memory.pressure cannot be
+// read (a kernel without CONFIG_PSI, or booted with psi=0): only memory.max's OOM kill ends a
+// runaway, after memory.high has throttled it for as long as it takes (the 2026-07-02 livelock).
+type PressureUnavailable struct{ Err error }
+
+func (PressureUnavailable) cgroupEvent() {}
+
 func (AgentPlaced) cgroupEvent()  {}
 func (LeafRemoved) cgroupEvent()  {}
 func (OOMKill) cgroupEvent()      {}
@@ -70,6 +77,16 @@ type WatchConfig struct {
 	PressureWindow time.Duration
 	PressureStall  float64
 	KillGrace      time.Duration // SIGTERM to SIGKILL for a pressure kill (default 5s)
+	// Port is the TCP port t3 listens on (0: unknown). The process in server/ that listens on
+	// it is the server, even behind a wrapper that does not exec (server_linux.go).
+	Port int
+	// AgentNames are the agent programs (--agent-names): while the server is not recognised
+	// yet, only processes running one of them are placed.
+	AgentNames []string
+	// SupervisorPID is the supervisor's own pid, the only process supervisor/ may hold; any
+	// other process there, or in a cgroup of the subtree the supervisor did not make, escaped
+	// the workload's limits and is killed (police_linux.go). 0: not policed.
+	SupervisorPID int
 	// ShimExe is the supervisor's own executable. A process in server/ running it is a shim
 	// about to place itself; the watch leaves it alone for a moment so the shim does its job
 	// (and the event says so), and takes over if it is still there after shimGrace.
@@ -103,6 +120,10 @@ type sample struct {
 	stallUS  uint64 // agents/memory.pressure some total
 	current  uint64 // workload/memory.current
 	agentCur uint64 // agents/memory.current
+	// ok: every reading of the pressure decision (high, stallUS, agentCur) succeeded. A failed
+	// read leaves a zero, which is no reading: a window that began or ended on one made the
+	// stall a difference against 0, or an unsigned wrap-around (a huge "stall", and a kill).
+	ok bool
 }
 
 type pendingKill struct {
@@ -136,6 +157,11 @@ type watcher struct {
 	// a while, and must be neither sampled again nor named twice.
 	named map[int]uint64
 	shim  os.FileInfo // the supervisor's executable, to recognise shims
+	// server: the processes recognised as the server (pid -> start time), the listener on
+	// cfg.Port and its ancestors up to the direct child; serverKnown: recognised (or no port).
+	server      map[int]uint64
+	serverKnown bool
+	strays      map[int]uint64 // processes killed for escaping (pid -> start), reported once
 }
 
 // isShim reports whether pid runs the supervisor's own executable (a shim not yet exec'd).
@@ -167,7 +193,7 @@ func newWatcher(t *Tree, cfg WatchConfig) *watcher {
 	return &watcher{
 		t: t, cfg: cfg, out: make(chan Event, 64),
 		leaves: map[string]bool{}, procs: map[int]Victim{}, gone: map[int]goneProc{}, kills: map[int]*pendingKill{},
-		leafOOM: map[string]uint64{}, named: map[int]uint64{},
+		leafOOM: map[string]uint64{}, named: map[int]uint64{}, server: map[int]uint64{}, strays: map[int]uint64{},
 	}
 }
 
@@ -181,6 +207,13 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 	}
 	if cfg.ShimExe != "" {
 		w.shim, _ = os.Stat(cfg.ShimExe)
+	}
+	if cfg.PressureWindow > 0 && cfg.Limits.MemoryHigh.IsSet() && !cfg.Limits.MemoryHigh.IsMax() {
+		// Said once, at the start: before, every sample's failed read left the stall at 0, and
+		// the pressure kill never fired without a word.
+		if err := t.PressureAvailable(AgentsDir); err != nil {
+			w.out <- PressureUnavailable{Err: err}
+		}
 	}
 	notify, closeNotify, err := t.notifyMemoryEvents(ctx)
 	if err != nil {
@@ -202,6 +235,7 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 			case <-notify:
 				w.onMemoryEvents(ctx)
 			case <-place.C:
+				w.police(ctx, false)
 				w.place(ctx)
 				if !w.hot {
 					// One small read: a balloon grows from nothing to memory.max in about a
@@ -326,10 +360,11 @@ func (w *watcher) place(ctx context.Context) {
 		w.warn(ctx, err)
 		return
 	}
+	w.resolveServer(ctx, pids)
 	now := time.Now()
 	seen := make(map[int]time.Time, len(pids))
 	for _, pid := range pids {
-		if pid == w.cfg.ServerPID {
+		if w.isServer(pid) {
 			continue
 		}
 		first, ok := w.seen[pid]
@@ -340,7 +375,12 @@ func (w *watcher) place(ctx context.Context) {
 		if age := now.Sub(first); age < forkGrace || (age < shimGrace && (w.isShim(pid) || w.sharesServerMM(pid))) {
 			continue
 		}
-		root := w.rootBelowServer(pid)
+		root := pid
+		if w.serverKnown {
+			root = w.rootBelowServer(pid)
+		} else if !w.agentByName(pid) {
+			continue // it may be the server behind a wrapper, not listening yet
+		}
 		leaf, err := LeafName(root)
 		if err != nil {
 			continue // exited meanwhile
@@ -389,8 +429,9 @@ func (w *watcher) place(ctx context.Context) {
 	}
 }
 
-// rootBelowServer walks up from pid to the ancestor whose parent is the server. A process whose
-// chain never reaches the server (re-parented after its parent died) is its own root.
+// rootBelowServer walks up from pid to the ancestor whose parent is the server (or one of the
+// processes between the server and a wrapper). A process whose chain never reaches the server
+// (re-parented after its parent died) is its own root.
 func (w *watcher) rootBelowServer(pid int) int {
 	cur := pid
 	for i := 0; i < 64; i++ {
@@ -398,7 +439,7 @@ func (w *watcher) rootBelowServer(pid int) int {
 		if err != nil || st.PPID <= 1 {
 			return pid
 		}
-		if st.PPID == w.cfg.ServerPID {
+		if w.isServer(st.PPID) {
 			return cur
 		}
 		cur = st.PPID
@@ -596,17 +637,21 @@ func (w *watcher) leafOfKill() string {
 func (w *watcher) sample(ctx context.Context, now time.Time) {
 	var s sample
 	s.at = now
+	okHigh, okStall := false, false
 	if ev, err := w.t.memoryEvents(AgentsDir); err == nil {
-		s.high = ev.High
+		s.high, okHigh = ev.High, true
 	}
 	if b, err := readFile(w.t.Dir(AgentsDir), "memory.pressure"); err == nil {
 		if some, _, err := ParsePressure(bytes.NewReader(b)); err == nil {
-			s.stallUS = some.Total
+			s.stallUS, okStall = some.Total, true
 		}
 	}
 	s.current, _ = w.t.readUint(WorkloadDir, "memory.current")
-	s.agentCur, _ = w.t.readUint(AgentsDir, "memory.current")
+	var errCur error
+	s.agentCur, errCur = w.t.readUint(AgentsDir, "memory.current")
+	s.ok = okHigh && okStall && errCur == nil
 	w.hist = append(w.hist, s)
+	w.police(ctx, true)
 	w.hot = w.nearLimits(s)
 	w.pressureCheck(ctx)
 	w.removeEmptyLeaves(ctx)
@@ -648,30 +693,13 @@ func (w *watcher) pressureCheck(ctx context.Context) {
 		w.trimHistory()
 		return
 	}
-	last := w.hist[len(w.hist)-1]
-	// The oldest sample that still covers the window.
-	first := -1
-	for i := len(w.hist) - 1; i >= 0; i-- {
-		if last.at.Sub(w.hist[i].at) >= win {
-			first = i
-			break
-		}
-	}
-	if first < 0 {
-		return // not yet a whole window of samples
-	}
+	first, stall, kill := pressureDecision(w.hist, win, uint64(high.N()), w.cfg.PressureStall)
 	w.hist = w.hist[first:]
-	for _, s := range w.hist {
-		if s.agentCur < uint64(high.N()) {
-			return // dipped under memory.high: not sustained
-		}
+	// Incomplete samples never make a window (no PSI at all, say): keep at most two windows.
+	for len(w.hist) > 2 && w.hist[len(w.hist)-1].at.Sub(w.hist[0].at) > 2*win {
+		w.hist = w.hist[1:]
 	}
-	if last.high <= w.hist[0].high {
-		return
-	}
-	elapsed := last.at.Sub(w.hist[0].at)
-	stall := float64(last.stallUS-w.hist[0].stallUS) / float64(elapsed.Microseconds())
-	if stall < w.cfg.PressureStall || len(w.kills) > 0 {
+	if !kill || len(w.kills) > 0 {
 		return
 	}
 	w.refresh()
@@ -700,6 +728,48 @@ func (w *watcher) pressureCheck(ctx context.Context) {
 		return
 	}
 	w.kills[victim.PID] = &pendingKill{victim: victim, pidfd: fd, deadline: time.Now().Add(w.cfg.KillGrace), stall: stall}
+}
+
+// pressureDecision is the pure half of pressureCheck: over hist (oldest first, the newest last),
+// is there a whole window of sustained pressure? first is how much of hist to drop (the samples
+// older than the oldest one that still covers the window). Only complete samples are evidence:
+// the window runs from the newest complete sample back to the newest complete one at least win
+// older, and an incomplete sample in between neither proves nor breaks it. A counter that went
+// backwards (a cgroup recreated under the same name) is no stall either.
+func pressureDecision(hist []sample, win time.Duration, high uint64, minStall float64) (first int, stall float64, kill bool) {
+	lastI := -1
+	for i := len(hist) - 1; i >= 0; i-- {
+		if hist[i].ok {
+			lastI = i
+			break
+		}
+	}
+	if lastI < 0 {
+		return 0, 0, false
+	}
+	last := hist[lastI]
+	first = -1
+	for i := lastI; i >= 0; i-- {
+		if hist[i].ok && last.at.Sub(hist[i].at) >= win {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return 0, 0, false // not yet a whole window of samples
+	}
+	for _, s := range hist[first : lastI+1] {
+		if s.ok && s.agentCur < high {
+			return first, 0, false // dipped under memory.high: not sustained
+		}
+	}
+	base := hist[first]
+	if last.high <= base.high || last.stallUS < base.stallUS {
+		return first, 0, false
+	}
+	elapsed := last.at.Sub(base.at)
+	stall = float64(last.stallUS-base.stallUS) / float64(elapsed.Microseconds())
+	return first, stall, stall >= minStall
 }
 
 func (w *watcher) trimHistory() {

@@ -64,6 +64,9 @@ var (
 	evRefreshFailed    = eventKind{"credential_refresh_failed", "39ce5bd2b8c446ed8e9c57efc87e7261", journal.PriWarning}
 	evRefreshRecovered = eventKind{"credential_refresh_recovered", "61f41ab3f929417eb16e4d488bfad086", journal.PriInfo}
 	evRotationRestart  = eventKind{"rotation_restart", "82c3d65495b34a079f5a3365f2bfcc56", journal.PriNotice}
+	evPressureOff      = eventKind{"pressure_kill_unavailable", "737af932ca836b02f573f7c576bbfa89", journal.PriWarning}
+	evStrayKilled      = eventKind{"stray_killed", "2e74c1ab94b40e279873fcae3993f160", journal.PriWarning}
+	evServerFound      = eventKind{"server_behind_wrapper", "20da3b13179b827540d3afe37ca11998", journal.PriNotice}
 )
 
 // eventKinds lists every kind, for the catalog test and the --help text.
@@ -74,6 +77,7 @@ var eventKinds = []eventKind{
 	evStopping, evStopEscalated, evStopped, evInternal, evCgroupReady, evCgroupFailed,
 	evCgroupWarning, evAgentPlaced, evAgentLeafRemoved, evOOMKill, evPressureKill, evServerReady,
 	evProbeFailed, evUnresponsive, evCredRotated, evRefreshFailed, evRefreshRecovered, evRotationRestart,
+	evPressureOff, evStrayKilled, evServerFound,
 }
 
 // fields are an event's structured journald fields beyond the common ones. Names follow

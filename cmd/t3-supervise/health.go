@@ -164,6 +164,9 @@ func (h *healthState) noteEvent(e cgroup.Event) {
 	case cgroup.PressureKill:
 		k = killRecord{Time: time.Now(), Killer: identifier, Signal: e.Signal, Victim: e.Victim}
 		h.lastKill = fmt.Sprintf("pressure_kill %s (pid %d) at %s", e.Victim.Comm, e.Victim.PID, k.Time.Format("15:04:05"))
+	case cgroup.StrayKilled:
+		k = killRecord{Time: time.Now(), Killer: identifier, Signal: "SIGKILL", Victim: e.Victim}
+		h.lastKill = fmt.Sprintf("stray_killed %s (pid %d) at %s", e.Victim.Comm, e.Victim.PID, k.Time.Format("15:04:05"))
 	default:
 		return
 	}

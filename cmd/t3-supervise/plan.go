@@ -86,6 +86,9 @@ type cgroupPlan struct {
 	LeafSteps []cgroup.Step `json:"leaf_steps"`      // on every agents/<leaf>
 	ShimDir   string        `json:"shim_dir,omitempty"`
 	Shims     []string      `json:"shims,omitempty"`
+	// PressureKill says whether the pressure kill can work: "on", "off (--pressure-window 0)",
+	// or "unavailable: why" (no PSI on this host).
+	PressureKill string `json:"pressure_kill,omitempty"`
 
 	tree *cgroup.Tree
 }
@@ -131,6 +134,9 @@ func prepare(ctx context.Context, cfg *config, ev *events) (*plan, error) {
 	}
 	if err := p.planCgroup(cfg); err != nil {
 		return p.fail(err)
+	}
+	if msg, off := strings.CutPrefix(p.Cgroup.PressureKill, "unavailable: "); off && cfg.DryRun {
+		ev.emit(evPressureOff, nil, "%s", msg) // a real run's watch says it when it starts
 	}
 	if err := p.buildCommand(cfg, ev); err != nil {
 		return p.fail(err)
@@ -255,6 +261,19 @@ func (p *plan) planCgroup(cfg *config) error {
 	}
 	if p.Cgroup.LeafSteps == nil {
 		p.Cgroup.LeafSteps = []cgroup.Step{}
+	}
+	p.Cgroup.PressureKill = "on"
+	switch {
+	case cfg.Watch.PressureWindow <= 0:
+		p.Cgroup.PressureKill = "off (--pressure-window 0)"
+	case cfg.Limits.MemoryHigh.IsMax():
+		p.Cgroup.PressureKill = "off (--memory-high max)"
+	default:
+		// The unit's own cgroup has memory.pressure exactly when agents/ will (PSI is on for
+		// every cgroup or for none).
+		if err := tree.PressureAvailable("."); err != nil {
+			p.Cgroup.PressureKill = "unavailable: " + err.Error()
+		}
 	}
 	return nil
 }
@@ -426,6 +445,9 @@ func (p *plan) print(w io.Writer, asJSON bool) {
 		}
 		if len(p.Cgroup.Shims) > 0 {
 			fmt.Fprintf(w, "  shims       %s in %s\n", strings.Join(p.Cgroup.Shims, ", "), p.Cgroup.ShimDir)
+		}
+		if p.Cgroup.PressureKill != "" {
+			fmt.Fprintf(w, "  pressure    kill %s\n", p.Cgroup.PressureKill)
 		}
 	}
 	if p.Failure != nil {

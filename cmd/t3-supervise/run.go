@@ -156,6 +156,7 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 		wc := cfg.Watch
 		wc.ServerPID = child.Pid()
 		wc.ShimExe, _ = os.Executable()
+		wc.Port, wc.AgentNames, wc.SupervisorPID = cfg.Port, cfg.AgentNames, os.Getpid()
 		if memEvents, err = tree.Watch(watchCtx, wc); err != nil {
 			ev.emit(evCgroupWarning, nil, "watching memory events: %v", err)
 		}
@@ -356,6 +357,17 @@ func emitCgroupEvent(ev *events, e cgroup.Event, serverPID int) {
 			e.Victim.Comm, e.Victim.PID, mib(e.Victim.RSS), e.Victim.Leaf, e.Signal, 100*e.Stall, e.Window)
 	case cgroup.Warning:
 		ev.emit(evCgroupWarning, nil, "%v", e.Err)
+	case cgroup.PressureUnavailable:
+		ev.emit(evPressureOff, nil, "%v", e.Err)
+	case cgroup.StrayKilled:
+		f := fields{"T3_KILLER": "t3-supervise", "T3_SIGNAL": "SIGKILL"}
+		victimFields(f, e.Victim)
+		ev.emit(evStrayKilled, f, "killed %s (pid %d, %s resident): it was in %s, outside the workload and its limits (a process of the user's moved it there)",
+			e.Victim.Comm, e.Victim.PID, mib(e.Victim.RSS), e.Cgroup)
+	case cgroup.ServerFound:
+		ev.emit(evServerFound, fields{"T3_PID": fmt.Sprint(e.PID), "T3_COMM": e.Comm, "T3_WRAPPER_PID": fmt.Sprint(e.Wrapper), "T3_WRAPPER_COMM": e.WrapperComm},
+			"t3's direct child %s (pid %d) does not listen on port %d itself; %s (pid %d) does: it is the server and stays in server/ with the processes between them",
+			e.WrapperComm, e.Wrapper, e.Port, e.Comm, e.PID)
 	}
 }
 

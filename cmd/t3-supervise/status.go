@@ -294,6 +294,9 @@ func printStatus(w io.Writer, r statusReport) {
 		busy += " (by presence: no recent activity sample from the supervisor)"
 	}
 	fmt.Fprintf(w, "%-11s %d leaves, memory.high %s, %s\n", "agents", len(r.Agents), r.AgentsHigh, busy)
+	if !r.PSI {
+		fmt.Fprintf(w, "%-11s %s\n", "pressure", r.PSIError)
+	}
 	for _, a := range r.Agents {
 		fmt.Fprintf(w, "  %-18s %s, peak %s; high %d, oom_kill %d; cpu %s%s\n", a.Leaf, mib(a.Memory.Current), mib(a.Memory.Peak),
 			a.Memory.Events.High, a.Memory.Events.OOMKill, time.Duration(a.CPUUsageUSec)*time.Microsecond, leafActivity(r.Activity, a.Leaf))

@@ -1,0 +1,144 @@
+//go:build linux
+
+package cgroup
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// StrayKilled: a process was found where no process of the workload may be, supervisor/ or a
+// cgroup of the subtree that the supervisor did not make, and was killed.
+type StrayKilled struct {
+	Victim Victim
+	Cgroup string // where it was, relative to the unit's cgroup
+}
+
+func (StrayKilled) cgroupEvent() {}
+
+// Escapes from the workload.
+//
+// With Delegate=yes systemd hands the user the whole subtree (systemd.resource-control(5),
+// Delegate=): the unit's cgroup.procs and every cgroup below it belong to the user, and an
+// agent is that user. A move between two cgroups needs write access to the destination's
+// cgroup.procs and to that of their common ancestor (Documentation/admin-guide/cgroup-v2.rst,
+// "Delegation Containment"); for workload/agents/X and supervisor/ the common ancestor is the
+// unit's own cgroup, which systemd chowned to the user. So `echo $$ > supervisor/cgroup.procs`
+// works, and so does a mkdir of a new cgroup beside workload/ (or in it, or in server/) and a
+// move there: out of memory.max (seen in the guest: 447M held against a 300M limit).
+//
+// The kernel has no way to forbid it while the supervisor and the agents are one uid: the
+// supervisor cannot give a file to root, and the owner of a cgroupfs file may chmod it back
+// (kernfs_iop_setattr). A cgroup namespace rooted at workload/ would contain a process
+// (cgroup_procs_write_permission checks that both ends are below the writer's namespace root),
+// but creating one needs CAP_SYS_ADMIN, so a user namespace, around every agent.
+//
+// So the watch polices the subtree: supervisor/ is read every PlaceInterval, the rest of the
+// subtree every SampleInterval, and a process anywhere it does not belong is killed (SIGKILL
+// through a pidfd, after checking it is still the process that was read). Killed, not moved
+// back: nothing of t3's ever moves itself out of the workload, and a process moved back could
+// move out again every time, each time out of the limits until the next look. supervisor/ also
+// gets a memory.max (Plan) so that what an escapee can take before that look is bounded.
+// Empty cgroups the supervisor did not make are removed.
+
+// police kills processes where they do not belong. full adds the walk of the whole subtree.
+func (w *watcher) police(ctx context.Context, full bool) {
+	if w.cfg.SupervisorPID <= 0 {
+		return
+	}
+	pids, _ := w.t.procs(SupervisorDir)
+	for _, pid := range pids {
+		if pid != w.cfg.SupervisorPID {
+			w.killStray(ctx, pid, SupervisorDir)
+		}
+	}
+	if !full {
+		return
+	}
+	// The unit's own cgroup holds no process once the supervisor moved out (and cannot while
+	// controllers are enabled in it, unless someone disabled them first).
+	pids, _ = w.t.procs(".")
+	for _, pid := range pids {
+		w.killStray(ctx, pid, ".")
+	}
+	known := map[string][]string{".": {SupervisorDir, WorkloadDir}, WorkloadDir: {"server", "agents"}, ServerDir: nil}
+	for dir, want := range known {
+		entries, err := os.ReadDir(w.t.Dir(dir))
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if !e.IsDir() || contains(want, e.Name()) {
+				continue
+			}
+			w.clearForeign(ctx, path.Join(dir, e.Name()), 0)
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// clearForeign kills every process in the cgroup dir (not made by the supervisor) and in the
+// cgroups below it, and removes them once empty, deepest first.
+func (w *watcher) clearForeign(ctx context.Context, dir string, depth int) {
+	if depth > 16 {
+		return
+	}
+	entries, _ := os.ReadDir(w.t.Dir(dir))
+	for _, e := range entries {
+		if e.IsDir() {
+			w.clearForeign(ctx, path.Join(dir, e.Name()), depth+1)
+		}
+	}
+	pids, _ := w.t.procs(dir)
+	for _, pid := range pids {
+		w.killStray(ctx, pid, dir)
+	}
+	if pop, err := w.t.Populated(dir); err == nil && !pop {
+		_ = unix.Rmdir(w.t.Dir(dir)) // EBUSY while a killed process is still exiting: next time
+	}
+}
+
+// killStray kills pid, found in dir, and reports it once.
+func (w *watcher) killStray(ctx context.Context, pid int, dir string) {
+	if pid == w.cfg.SupervisorPID || pid <= 1 {
+		return
+	}
+	v, ok := describe(pid)
+	if !ok {
+		return
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return // gone
+	}
+	defer unix.Close(fd)
+	// The pidfd pins the process: check it is the one described (pid reuse) before the kill.
+	if st, err := readProcStat(pid); err != nil || st.Start != v.start {
+		return
+	}
+	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil {
+		if !errors.Is(err, unix.ESRCH) {
+			w.warn(ctx, &Error{Path: w.t.Dir(dir), Err: err, Hint: "killing pid " + strconv.Itoa(pid) + ", which escaped the workload"})
+		}
+		return
+	}
+	if w.strays[pid] == v.start {
+		return // killed already, still exiting
+	}
+	w.strays[pid] = v.start
+	v.Leaf = dir
+	w.emit(ctx, StrayKilled{Victim: v, Cgroup: dir})
+}
