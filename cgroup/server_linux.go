@@ -81,13 +81,16 @@ func (w *watcher) resolveServer(ctx context.Context, pids []int) {
 	}
 	clear(w.server)
 	for _, l := range listeners {
-		// The listener and its ancestors up to the direct child (at most 64 levels).
+		// The listener and its ancestors in server/ up to the direct child (at most 64 levels;
+		// a listener re-parented out of the chain keeps only itself).
 		for cur, i := l, 0; cur > 1 && i < 64; i++ {
 			st, err := readProcStat(cur)
 			if err != nil {
 				break
 			}
-			w.server[cur] = st.Start
+			if slices.Contains(pids, cur) {
+				w.server[cur] = st.Start
+			}
 			if cur == w.cfg.ServerPID {
 				break
 			}
