@@ -78,6 +78,7 @@ test-vm: build tools node
 	test/vm/e2e
 	test/vm/e2e creds
 	test/vm/e2e life
+	test/vm/e2e escape
 	test/vm/e2e claude
 	test/vm/e2e soak
 
