@@ -494,7 +494,7 @@ func TestPoliceKillsEscapees(t *testing.T) {
 		escapees = append(escapees, cmd)
 	}
 	w := newWatcher(tree, WatchConfig{SupervisorPID: self.Process.Pid})
-	w.police(context.Background(), true)
+	w.police(context.Background())
 	for i, cmd := range escapees {
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
@@ -522,7 +522,7 @@ func TestPoliceKillsEscapees(t *testing.T) {
 		}
 	}
 	// The foreign cgroups go once empty (at the next look, if a victim was still exiting).
-	w.police(context.Background(), true)
+	w.police(context.Background())
 	for _, d := range []string{"escape", ServerDir + "/x", WorkloadDir + "/y", "escape2"} {
 		if _, err := os.Stat(tree.Dir(d)); err == nil {
 			t.Errorf("foreign cgroup %s not removed", d)

@@ -38,16 +38,17 @@ func (StrayKilled) cgroupEvent() {}
 // (cgroup_procs_write_permission checks that both ends are below the writer's namespace root),
 // but creating one needs CAP_SYS_ADMIN, so a user namespace, around every agent.
 //
-// So the watch polices the subtree: supervisor/ is read every PlaceInterval, the rest of the
-// subtree every SampleInterval, and a process anywhere it does not belong is killed (SIGKILL
+// So the watch polices the subtree every PlaceInterval (reading supervisor/cgroup.procs, the
+// unit's own, and three small directories: a few syscalls), and a process anywhere it does not
+// belong is killed (SIGKILL
 // through a pidfd, after checking it is still the process that was read). Killed, not moved
 // back: nothing of t3's ever moves itself out of the workload, and a process moved back could
 // move out again every time, each time out of the limits until the next look. supervisor/ also
 // gets a memory.max (Plan) so that what an escapee can take before that look is bounded.
 // Empty cgroups the supervisor did not make are removed.
 
-// police kills processes where they do not belong. full adds the walk of the whole subtree.
-func (w *watcher) police(ctx context.Context, full bool) {
+// police kills processes where they do not belong.
+func (w *watcher) police(ctx context.Context) {
 	if w.cfg.SupervisorPID <= 0 {
 		return
 	}
@@ -56,9 +57,6 @@ func (w *watcher) police(ctx context.Context, full bool) {
 		if pid != w.cfg.SupervisorPID {
 			w.killStray(ctx, pid, SupervisorDir)
 		}
-	}
-	if !full {
-		return
 	}
 	// The unit's own cgroup holds no process once the supervisor moved out (and cannot while
 	// controllers are enabled in it, unless someone disabled them first).

@@ -235,7 +235,7 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 			case <-notify:
 				w.onMemoryEvents(ctx)
 			case <-place.C:
-				w.police(ctx, false)
+				w.police(ctx)
 				w.place(ctx)
 				if !w.hot {
 					// One small read: a balloon grows from nothing to memory.max in about a
@@ -651,7 +651,6 @@ func (w *watcher) sample(ctx context.Context, now time.Time) {
 	s.agentCur, errCur = w.t.readUint(AgentsDir, "memory.current")
 	s.ok = okHigh && okStall && errCur == nil
 	w.hist = append(w.hist, s)
-	w.police(ctx, true)
 	w.hot = w.nearLimits(s)
 	w.pressureCheck(ctx)
 	w.removeEmptyLeaves(ctx)
