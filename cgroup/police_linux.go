@@ -64,7 +64,9 @@ func (w *watcher) police(ctx context.Context) {
 	for _, pid := range pids {
 		w.killStray(ctx, pid, ".")
 	}
-	known := map[string][]string{".": {SupervisorDir, WorkloadDir}, WorkloadDir: {"server", "agents"}, ServerDir: nil}
+	// .control is systemd's: with Delegate=yes it runs the unit's control processes (an
+	// operator's ExecReload=, ExecStop=) in that subcgroup, never in the delegated part.
+	known := map[string][]string{".": {SupervisorDir, WorkloadDir, ".control"}, WorkloadDir: {"server", "agents"}, ServerDir: nil}
 	for dir, want := range known {
 		entries, err := os.ReadDir(w.t.Dir(dir))
 		if err != nil {
