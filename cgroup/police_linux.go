@@ -64,16 +64,17 @@ func (w *watcher) police(ctx context.Context) {
 	for _, pid := range pids {
 		w.killStray(ctx, pid, ".")
 	}
-	// .control is systemd's: with Delegate=yes it runs the unit's control processes (an
-	// operator's ExecReload=, ExecStop=) in that subcgroup, never in the delegated part.
-	known := map[string][]string{".": {SupervisorDir, WorkloadDir, ".control"}, WorkloadDir: {"server", "agents"}, ServerDir: nil}
+	known := map[string][]string{".": {SupervisorDir, WorkloadDir}, WorkloadDir: {"server", "agents"}, ServerDir: nil}
 	for dir, want := range known {
 		entries, err := os.ReadDir(w.t.Dir(dir))
 		if err != nil {
 			continue
 		}
 		for _, e := range entries {
-			if !e.IsDir() || contains(want, e.Name()) {
+			if !e.IsDir() || contains(want, e.Name()) || (dir == "." && e.Name() == ".control" && rootOwned(w.t.Dir(".control"))) {
+				// .control, made by systemd as root: with Delegate=yes it runs the unit's
+				// control processes (an operator's ExecReload=, ExecStop=) there. One the
+				// user made is not systemd's.
 				continue
 			}
 			w.clearForeign(ctx, path.Join(dir, e.Name()), 0)
@@ -141,4 +142,9 @@ func (w *watcher) killStray(ctx context.Context, pid int, dir string) {
 	w.strays[pid] = v.start
 	v.Leaf = dir
 	w.emit(ctx, StrayKilled{Victim: v, Cgroup: dir})
+}
+
+func rootOwned(p string) bool {
+	var st unix.Stat_t
+	return unix.Lstat(p, &st) == nil && st.Uid == 0
 }
