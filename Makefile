@@ -45,9 +45,10 @@ vault: deps
 demo: deps build tools vault
 	test/demo
 
-# Everything CI runs: unit and host integration tests (real Vault, real journald, root,
+# Everything CI runs: the unit's static checks (verify, and its systemd-analyze security
+# exposure), the package, unit and host integration tests (real Vault, real journald, root,
 # cgroup v2 plumbing; every tier must run), bounded fuzzing, then the VM tier.
-test: test-deb test-host fuzz test-vm
+test: verify-unit test-deb test-host fuzz test-vm
 
 # Unit tests only; tiers that need Vault, journald or root skip with a loud reason.
 test-quick:
@@ -96,6 +97,7 @@ bench: deps build tools vault
 	$(GO) run ./bench/fleet
 	bench/vm/run
 
+# systemd-analyze verify and security --offline --threshold of the unit (test/host/verify-unit).
 verify-unit: build
 	test/host/verify-unit
 
