@@ -1,7 +1,9 @@
 #!/bin/bash
-# Shared by the guest payloads (test/vm/scenarios, test/vm/soak, bench/vm/guest): installs what
-# `make install` and an operator put on a machine, and the helpers to drive the unit. Source it
-# with P set to the payload directory.
+# Shared by the guest payloads (test/vm/scenarios, creds, life, soak, isolation, bench/vm/guest):
+# installs the package (dpkg -i of the payload's t3-supervise.deb) and what an operator puts on
+# a machine, and the helpers to drive the unit. Source it with P set to the payload directory.
+# U, PORT and URL are alice's unit; the helpers read U, so `U=t3-supervise@bob.service serverpid`
+# asks about bob's.
 U=t3-supervise@alice.service
 PORT=3773
 URL=http://127.0.0.1:$PORT
@@ -10,36 +12,60 @@ pass() { echo "PASS $*"; }
 fail() { echo "FAIL $*"; }
 info() { echo "INFO $*"; }
 contains() { [[ "$1" == *"$2"* ]]; }
+yes_if() { if "$@"; then echo yes; else echo no; fi; }
 check() { # check NAME DETAIL CONDITION...
 	local name=$1 detail=$2
 	shift 2
 	if "$@"; then pass "$name $detail"; else fail "$name $detail"; return 1; fi
 }
 
-# ---- install: what `make install` and an operator would put on a machine ------------------
+# ---- install: the package, and what an operator puts on a machine ---------------------------
+# install_deb DEB: installs the package as an operator does, `dpkg -i DEB`: the binary, the unit
+# in /usr/lib/systemd/system, the catalog (systemd's dpkg trigger on /usr/lib/systemd/catalog
+# rebuilds the catalog database), the man page and the docs; postinst does the daemon-reload.
+# Checks that dpkg holds it as installed at DEB's version: a PASS line, or dpkg's output as INFO
+# lines, a FAIL line and status 1. An upgrade is the same call with the newer package.
+install_deb() {
+	local deb=$1 want got out
+	want=$(dpkg-deb --field "$deb" Version) || { fail "deb-install $deb is not a package"; return 1; }
+	if ! out=$(dpkg -i "$deb" 2>&1); then
+		echo "$out" | sed 's/^/INFO dpkg: /'
+		fail "deb-install dpkg -i $deb (version $want) failed"
+		return 1
+	fi
+	got=$(dpkg-query -W -f '${Status} ${Version}' t3-supervise 2>&1)
+	check deb-install "dpkg -i $(basename "$(readlink -f "$deb")"): t3-supervise $got" \
+		test "$got" = "install ok installed $want" || { echo "$out" | sed 's/^/INFO dpkg: /'; return 1; }
+}
+
+# setup_user NAME PORT: what an operator and the user put in place for t3-supervise@NAME: the
+# user, the env file with the port, the agent (the stand-in claude) in ~/.local/bin as claude is
+# in production, a Vault token file and a materialized setup token. No Vault in the guest: the
+# supervisor falls back to the token materialized earlier (the fallback path, with its warning
+# event); it reads the token file itself, as NAME. Sets TOKEN to NAME's setup token.
+setup_user() {
+	local name=$1 port=$2 home=/home/$1
+	id "$name" >/dev/null 2>&1 || useradd --create-home --user-group --shell /bin/bash "$name"
+	install -d -o "$name" -g "$name" "$home/.local" "$home/.local/bin" "$home/.config"
+	install -d -m 0700 -o "$name" -g "$name" "$home/.config/claude-auth-sync"
+	ln -sfn /usr/local/bin/standin "$home/.local/bin/claude"
+	mkdir -p /etc/t3-serve
+	printf 'T3_PORT=%s\nT3_STANDIN_CLAUDE=%s\n' "$port" "$home/.local/bin/claude" >"/etc/t3-serve/$name.env"
+	TOKEN=sk-ant-oat01-VMTEST$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+	echo "hvs.not-a-real-token" | install -m 0600 -o "$name" -g "$name" /dev/stdin "$home/.config/claude-auth-sync/vault-token"
+	echo "CLAUDE_CODE_OAUTH_TOKEN=$TOKEN" | install -m 0600 -o "$name" -g "$name" /dev/stdin "$home/.config/claude-auth-sync/claude-oauth.env"
+}
+
+# install_payload: the package from the payload ($P/t3-supervise.deb), the test programs, and
+# alice set up for t3-supervise@alice.service. Exits the script when the package does not
+# install: nothing after it would test the package.
 install_payload() {
-	install -m 0755 "$P/bin/t3-supervise" /usr/bin/t3-supervise # where the package puts it
+	install_deb "$P/t3-supervise.deb" || exit 1
 	install -m 0755 "$P/bin/standin" /usr/local/bin/standin
 	install -m 0755 "$P/bin/prober" /usr/local/bin/prober
 	ln -sf standin /usr/local/bin/t3
-	install -m 0644 "$P/units/t3-supervise@.service" /etc/systemd/system/t3-supervise@.service
-	install -D -m 0644 "$P/units/t3-supervise.catalog" /usr/local/lib/systemd/catalog/t3-supervise.catalog
-	journalctl --update-catalog
-	# The real agent lives in the user's ~/.local/bin, as claude does in production.
-	install -d -o alice -g alice /home/alice/.local/bin /home/alice/.config
-	install -d -m 0700 -o alice -g alice /home/alice/.config/claude-auth-sync
-	ln -sf /usr/local/bin/standin /home/alice/.local/bin/claude
-	mkdir -p /etc/t3-serve
-	cat >/etc/t3-serve/alice.env <<EOF
-T3_PORT=$PORT
-T3_STANDIN_CLAUDE=/home/alice/.local/bin/claude
-EOF
-	# No Vault in the guest: the supervisor falls back to the token materialized earlier (the
-	# fallback path, with its warning event). The supervisor reads the token file itself, as alice.
-	token=sk-ant-oat01-VMTEST$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
-	echo "hvs.not-a-real-token" | install -m 0600 -o alice -g alice /dev/stdin /home/alice/.config/claude-auth-sync/vault-token
-	echo "CLAUDE_CODE_OAUTH_TOKEN=$token" | install -m 0600 -o alice -g alice /dev/stdin /home/alice/.config/claude-auth-sync/claude-oauth.env
-	systemctl daemon-reload
+	setup_user alice $PORT
+	token=$TOKEN
 }
 
 # ---- helpers --------------------------------------------------------------------------------
