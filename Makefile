@@ -82,6 +82,7 @@ test-vm: build tools node
 	test/vm/e2e escape
 	test/vm/e2e claude
 	test/vm/e2e soak
+	test/vm/e2e isolation
 
 # 100 balloons and a fork bomb in the guest (RELIABILITY.md); part of test-vm.
 test-soak: build tools
