@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -527,5 +528,158 @@ func TestPoliceKillsEscapees(t *testing.T) {
 		if _, err := os.Stat(tree.Dir(d)); err == nil {
 			t.Errorf("foreign cgroup %s not removed", d)
 		}
+	}
+}
+
+// An agent (the same user) writes max into the limits the plan set, and takes the memory
+// controller out of workload/ and agents/: the next look restores all of it, and says so.
+//
+// The memory controller is not on every host's cgroup2 hierarchy (a hybrid host keeps it in v1;
+// the cgroup2 tier is the plumbing, not memory, and the VM tier has it): without it the same
+// look is run on a plan of core interface files, which every cgroup has and the owner may
+// write, so the reading back and writing back on a real cgroupfs is exercised all the same.
+func TestGuardRestoresLimitsOnTheHost(t *testing.T) {
+	tree := hostTree(t)
+	if b, _ := readFile(tree.Dir("."), "cgroup.controllers"); !strings.Contains(string(b), "memory") || !strings.Contains(string(b), "pids") {
+		t.Logf("no memory and pids controllers here (%q): guarding core files", strings.TrimSpace(string(b)))
+		guardCoreFilesOnHost(t, tree)
+		return
+	}
+	var l Limits
+	for _, kv := range []struct {
+		s *Size
+		v string
+	}{{&l.MemoryMax, "512M"}, {&l.MemoryHigh, "384M"}, {&l.AgentMemoryMax, "256M"}} {
+		if err := kv.s.Set(kv.v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.PidsMax = 500
+	var plan []Step
+	for _, s := range Plan(l) {
+		if s.Op != OpMoveSelf && s.Op != OpXattr { // nothing to move; xattrs are not limits
+			plan = append(plan, s)
+		}
+	}
+	if _, err := tree.Apply(plan, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rmdir(tree.Dir(AgentsDir + "/leaf")); rmdir(tree.Dir(SupervisorDir)) })
+	w := newWatcher(tree, WatchConfig{Limits: l, Plan: plan})
+	if _, err := w.ensureLeaf("leaf"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	w.guardLimits(ctx)
+	if len(w.out) != 0 {
+		t.Fatalf("the applied plan drifted: %v", <-w.out)
+	}
+	for _, f := range []string{WorkloadDir + "/memory.max", WorkloadDir + "/memory.swap.max", AgentsDir + "/memory.high", AgentsDir + "/pids.max", AgentsDir + "/leaf/memory.max"} {
+		if err := writeFile(tree.Dir(path.Dir(f)), path.Base(f), "max"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.guardLimits(ctx)
+	restored := map[string]LimitRestored{}
+	for len(w.out) > 0 {
+		switch e := (<-w.out).(type) {
+		case LimitRestored:
+			restored[e.File] = e
+		case Warning:
+			t.Errorf("warning: %v", e.Err)
+		}
+	}
+	want := map[string]string{
+		WorkloadDir + "/memory.max":      "536870912",
+		WorkloadDir + "/memory.swap.max": "0",
+		AgentsDir + "/memory.high":       "402653184",
+		AgentsDir + "/pids.max":          "500",
+		AgentsDir + "/leaf/memory.max":   "268435456",
+	}
+	check := func(want map[string]string) {
+		t.Helper()
+		for f, v := range want {
+			if e, ok := restored[f]; !ok || e.Restored != v || e.Found != "max" {
+				t.Errorf("%s: event %+v, want found max, restored %s", f, e, v)
+			}
+			if b, err := readFile(tree.Dir(path.Dir(f)), path.Base(f)); err != nil || strings.TrimSpace(string(b)) != v {
+				t.Errorf("%s reads %q (%v) after the look, want %s", f, b, err, v)
+			}
+		}
+	}
+	check(want)
+	// Now the controller: out of agents/ (the leaves lose memory.max), then out of workload/
+	// (agents/ loses memory.high). One look brings back the controllers and the limits below.
+	for _, d := range []string{AgentsDir, WorkloadDir} {
+		if err := writeFile(tree.Dir(d), "cgroup.subtree_control", "-memory"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(tree.Dir(AgentsDir + "/memory.high")); err == nil {
+		t.Fatal("agents/memory.high still there with memory off in workload/")
+	}
+	restored = map[string]LimitRestored{}
+	w.guardLimits(ctx)
+	for len(w.out) > 0 {
+		switch e := (<-w.out).(type) {
+		case LimitRestored:
+			restored[e.File] = e
+		case Warning:
+			t.Errorf("warning: %v", e.Err)
+		}
+	}
+	for _, d := range []string{WorkloadDir, AgentsDir} {
+		f := d + "/cgroup.subtree_control"
+		if e := restored[f]; e.Restored != "+memory" {
+			t.Errorf("%s: event %+v, want +memory restored", f, e)
+		}
+	}
+	delete(want, WorkloadDir+"/memory.max") // on workload/ itself: the unit's controllers hold it
+	delete(want, WorkloadDir+"/memory.swap.max")
+	check(want)
+}
+
+func guardCoreFilesOnHost(t *testing.T, tree *Tree) {
+	plan := []Step{
+		write(WorkloadDir, "cgroup.max.descendants", "100"),
+		write(AgentsDir, "cgroup.max.depth", "3"),
+	}
+	if _, err := tree.Apply(plan, 0); err != nil {
+		t.Fatal(err)
+	}
+	w := newWatcher(tree, WatchConfig{Plan: plan})
+	ctx := context.Background()
+	w.guardLimits(ctx)
+	if len(w.out) != 0 {
+		t.Fatalf("the applied plan drifted: %v", <-w.out)
+	}
+	for _, s := range plan {
+		if err := writeFile(tree.Dir(s.Dir), s.File, "max"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.guardLimits(ctx)
+	restored := map[string]LimitRestored{}
+	for len(w.out) > 0 {
+		switch e := (<-w.out).(type) {
+		case LimitRestored:
+			restored[e.File] = e
+		case Warning:
+			t.Errorf("warning: %v", e.Err)
+		}
+	}
+	for _, s := range plan {
+		f := path.Join(s.Dir, s.File)
+		if e, ok := restored[f]; !ok || e.Found != "max" || e.Restored != s.Value {
+			t.Errorf("%s: event %+v, want found max, restored %s", f, e, s.Value)
+		}
+		if b, err := readFile(tree.Dir(s.Dir), s.File); err != nil || strings.TrimSpace(string(b)) != s.Value {
+			t.Errorf("%s reads %q (%v) after the look, want %s", f, b, err, s.Value)
+		}
+	}
+	// Said once: the next look finds everything in order.
+	w.guardLimits(ctx)
+	if len(w.out) != 0 {
+		t.Errorf("a second look reported %v", <-w.out)
 	}
 }

@@ -60,9 +60,14 @@ func (w *watcher) police(ctx context.Context) {
 	}
 	// The unit's own cgroup holds no process once the supervisor moved out (and cannot while
 	// controllers are enabled in it, unless someone disabled them first).
-	pids, _ = w.t.procs(".")
-	for _, pid := range pids {
-		w.killStray(ctx, pid, ".")
+	// Nor do workload/ and agents/ (no internal processes: cgroup-v2.rst). One there took the
+	// controllers out of the cgroup.subtree_control first, to escape the limits below, and
+	// blocks their restore (EBUSY) while it stays (guard_linux.go).
+	for _, dir := range []string{".", WorkloadDir, AgentsDir} {
+		pids, _ = w.t.procs(dir)
+		for _, pid := range pids {
+			w.killStray(ctx, pid, dir)
+		}
 	}
 	known := map[string][]string{".": {SupervisorDir, WorkloadDir}, WorkloadDir: {"server", "agents"}, ServerDir: nil}
 	for dir, want := range known {
@@ -80,15 +85,6 @@ func (w *watcher) police(ctx context.Context) {
 			w.clearForeign(ctx, path.Join(dir, e.Name()), 0)
 		}
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // clearForeign kills every process in the cgroup dir (not made by the supervisor) and in the

@@ -91,6 +91,10 @@ type WatchConfig struct {
 	// about to place itself; the watch leaves it alone for a moment so the shim does its job
 	// (and the event says so), and takes over if it is still there after shimGrace.
 	ShimExe string
+	// Plan is the plan applied to the subtree. The watch reads back the limits it wrote (and
+	// each placed leaf's, LeafSteps) at every look and writes back any that drifted: the user
+	// owns those files too (guard.go). Nil: not guarded.
+	Plan []Step
 }
 
 // shimGrace is how long the watch lets a shim place itself; forkGrace is how long it leaves any
@@ -161,7 +165,8 @@ type watcher struct {
 	// cfg.Port and its ancestors up to the direct child; serverKnown: recognised (or no port).
 	server      map[int]uint64
 	serverKnown bool
-	strays      map[int]uint64 // processes killed for escaping (pid -> start), reported once
+	strays      map[int]uint64    // processes killed for escaping (pid -> start), reported once
+	guardErr    map[string]string // limit file -> the failure to restore it said last (guard_linux.go)
 }
 
 // isShim reports whether pid runs the supervisor's own executable (a shim not yet exec'd).
@@ -194,6 +199,7 @@ func newWatcher(t *Tree, cfg WatchConfig) *watcher {
 		t: t, cfg: cfg, out: make(chan Event, 64),
 		leaves: map[string]bool{}, procs: map[int]Victim{}, gone: map[int]goneProc{}, kills: map[int]*pendingKill{},
 		leafOOM: map[string]uint64{}, named: map[int]uint64{}, server: map[int]uint64{}, strays: map[int]uint64{},
+		guardErr: map[string]string{},
 	}
 }
 
@@ -235,6 +241,7 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 			case <-notify:
 				w.onMemoryEvents(ctx)
 			case <-place.C:
+				w.guardLimits(ctx)
 				w.police(ctx)
 				w.place(ctx)
 				if !w.hot {

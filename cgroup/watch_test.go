@@ -87,3 +87,46 @@ func TestParseListeners(t *testing.T) {
 		t.Errorf("port 1: %v", got)
 	}
 }
+
+// The watch writes back a limit an agent changed, and says so once.
+func TestGuardRestoresLimits(t *testing.T) {
+	tree := fakeTree(t)
+	l := defaultLimits(t)
+	w := newWatcher(tree, WatchConfig{Limits: l, Plan: Plan(l)})
+	w.guardLimits(context.Background())
+	if len(w.out) != 0 {
+		t.Fatalf("a freshly applied plan drifted: %v", <-w.out)
+	}
+	for _, f := range []string{WorkloadDir + "/memory.max", WorkloadDir + "/memory.swap.max", AgentsDir + "/memory.high"} {
+		if err := os.WriteFile(tree.Dir(f), []byte("max"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(tree.Dir(WorkloadDir+"/cgroup.subtree_control"), []byte("pids"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.guardLimits(context.Background())
+	got := map[string]LimitRestored{}
+	for len(w.out) > 0 {
+		if e, ok := (<-w.out).(LimitRestored); ok {
+			got[e.File] = e
+		}
+	}
+	want := map[string]string{
+		WorkloadDir + "/memory.max":             l.MemoryMax.FileValue(),
+		WorkloadDir + "/memory.swap.max":        "0",
+		AgentsDir + "/memory.high":              l.MemoryHigh.FileValue(),
+		WorkloadDir + "/cgroup.subtree_control": "+memory",
+	}
+	for f, v := range want {
+		if e, ok := got[f]; !ok || e.Restored != v {
+			t.Errorf("%s: event %+v, want restored %q", f, e, v)
+		}
+		if b, _ := os.ReadFile(tree.Dir(f)); string(b) != v {
+			t.Errorf("%s reads %q after the look, want %q", f, b, v)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("events %v, want only %v", got, want)
+	}
+}

@@ -67,6 +67,7 @@ var (
 	evPressureOff      = eventKind{"pressure_kill_unavailable", "737af932ca836b02f573f7c576bbfa89", journal.PriWarning}
 	evStrayKilled      = eventKind{"stray_killed", "2e74c1ab94b40e279873fcae3993f160", journal.PriWarning}
 	evServerFound      = eventKind{"server_behind_wrapper", "20da3b13179b827540d3afe37ca11998", journal.PriNotice}
+	evLimitRestored    = eventKind{"limit_restored", "0d4dfbd2cd43449f8e72462619008747", journal.PriWarning}
 )
 
 // eventKinds lists every kind, for the catalog test and the --help text.
@@ -77,7 +78,7 @@ var eventKinds = []eventKind{
 	evStopping, evStopEscalated, evStopped, evInternal, evCgroupReady, evCgroupFailed,
 	evCgroupWarning, evAgentPlaced, evAgentLeafRemoved, evOOMKill, evPressureKill, evServerReady,
 	evProbeFailed, evUnresponsive, evCredRotated, evRefreshFailed, evRefreshRecovered, evRotationRestart,
-	evPressureOff, evStrayKilled, evServerFound,
+	evPressureOff, evStrayKilled, evServerFound, evLimitRestored,
 }
 
 // fields are an event's structured journald fields beyond the common ones. Names follow

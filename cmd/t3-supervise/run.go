@@ -157,6 +157,7 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 		wc.ServerPID = child.Pid()
 		wc.ShimExe, _ = os.Executable()
 		wc.Port, wc.AgentNames, wc.SupervisorPID = cfg.Port, cfg.AgentNames, os.Getpid()
+		wc.Plan = p.Cgroup.Steps
 		if memEvents, err = tree.Watch(watchCtx, wc); err != nil {
 			ev.emit(evCgroupWarning, nil, "watching memory events: %v", err)
 		}
@@ -364,6 +365,9 @@ func emitCgroupEvent(ev *events, e cgroup.Event, serverPID int) {
 		victimFields(f, e.Victim)
 		ev.emit(evStrayKilled, f, "killed %s (pid %d, %s resident): it was in %s, outside the workload and its limits (a process of the user's moved it there)",
 			e.Victim.Comm, e.Victim.PID, mib(e.Victim.RSS), e.Cgroup)
+	case cgroup.LimitRestored:
+		ev.emit(evLimitRestored, fields{"T3_CGROUP_FILE": e.File, "T3_FOUND": e.Found, "T3_RESTORED": e.Restored},
+			"%s read %q, not the planned %q (a process of the user's wrote it): written back", e.File, e.Found, e.Restored)
 	case cgroup.ServerFound:
 		ev.emit(evServerFound, fields{"T3_PID": fmt.Sprint(e.PID), "T3_COMM": e.Comm, "T3_WRAPPER_PID": fmt.Sprint(e.Wrapper), "T3_WRAPPER_COMM": e.WrapperComm},
 			"t3's direct child %s (pid %d) does not listen on port %d itself; %s (pid %d) does: it is the server and stays in server/ with the processes between them",
