@@ -479,7 +479,7 @@ func TestPoliceKillsEscapees(t *testing.T) {
 	if err := writeFile(tree.Dir(SupervisorDir), "cgroup.procs", strconv.Itoa(self.Process.Pid)); err != nil {
 		t.Fatal(err)
 	}
-	where := []string{SupervisorDir, "escape", ServerDir + "/x", WorkloadDir + "/y", "escape2/deeper"}
+	where := []string{SupervisorDir, "escape", ServerDir + "/x", WorkloadDir + "/y", "escape2/deeper", WorkloadDir, AgentsDir}
 	var escapees []*exec.Cmd
 	for _, d := range where {
 		if d != SupervisorDir {
