@@ -361,6 +361,7 @@ func (c *Client) Resolve(ctx context.Context) (Result, error) {
 		return res, err
 	}
 	res.Outcome, res.Version = kv.Outcome, kv.Version
+	res.Created, res.ExpiresAt = kv.Created, kv.ExpiresAt
 	if kv.Outcome != Found {
 		return res, nil
 	}

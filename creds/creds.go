@@ -242,7 +242,12 @@ type Result struct {
 	KVVersion int        // the mount's KV version (always 2 on success)
 	// MountGuessed: Vault refused the mount lookup, Mount is the path's first segment.
 	MountGuessed bool
-	Version      int           // the secret's current version number (0 for NoSecret)
-	Renewable    bool          // whether the Vault token can be renewed (KeepAlive does it)
-	TTL          time.Duration // the Vault token's remaining TTL at the last check; 0 = never expires
+	Version      int // the secret's current version number (0 for NoSecret)
+	// Created is when the current version was written (KV v2 metadata created_time; zero when
+	// unknown). ExpiresAt is the secret's custom_metadata.expires_at as Vault gave it, unparsed
+	// ("" when not set). TokenExpiry turns them into the token's expiry.
+	Created   time.Time
+	ExpiresAt string
+	Renewable bool          // whether the Vault token can be renewed (KeepAlive does it)
+	TTL       time.Duration // the Vault token's remaining TTL at the last check; 0 = never expires
 }

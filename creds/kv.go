@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 )
 
 // kvRead is Vault's answer to a KV v2 read (GET MOUNT/data/PATH), judged.
@@ -15,6 +16,12 @@ type kvRead struct {
 	Outcome Outcome
 	Version int    // the secret's current version; 0 for NoSecret
 	Value   string // the field's value, for Found (not yet validated)
+	// Created is data.metadata.created_time, when the version was written (zero when Vault gave
+	// none that parses); ExpiresAt is data.metadata.custom_metadata.expires_at as given ("" when
+	// not set). Neither decides the outcome: a missing or odd one only leaves the token's
+	// expiry unknown or estimated (TokenExpiry), it never turns a good read into a failure.
+	Created   time.Time
+	ExpiresAt string
 }
 
 // judgeRead decides what a KV v2 read answered, from its status, whether the body was declared
@@ -66,6 +73,9 @@ func judgeRead(what string, status int, isJSON bool, body []byte, field string, 
 		Version      any    `json:"version"` // a JSON number (json.Number: UseNumber)
 		DeletionTime string `json:"deletion_time"`
 		Destroyed    bool   `json:"destroyed"`
+		// Any type: a value of an unexpected type must not fail the read (see kvRead).
+		CreatedTime    any `json:"created_time"`
+		CustomMetadata any `json:"custom_metadata"` // null when the secret has none
 	}
 	if err := unmarshal(data["metadata"], &meta); err != nil {
 		return kvRead{}, fmt.Errorf("%w: %s: HTTP %d: data.metadata is not KV v2 metadata (%s)", ErrUnavailable, what, status, jsonProblem(err))
@@ -76,6 +86,19 @@ func judgeRead(what string, status int, isJSON bool, body []byte, field string, 
 		return kvRead{}, fmt.Errorf("%w: %s: HTTP %d: data.metadata has no version number", ErrUnavailable, what, status)
 	}
 	r := kvRead{Version: int(version)}
+	if s, ok := meta.CreatedTime.(string); ok {
+		r.Created, _ = time.Parse(time.RFC3339Nano, s)
+	}
+	if cm, ok := meta.CustomMetadata.(map[string]any); ok {
+		switch v := cm[ExpiresAtKey].(type) {
+		case nil:
+		case string:
+			r.ExpiresAt = v
+		default:
+			// Vault keeps custom metadata as strings; anything else is reported as malformed.
+			r.ExpiresAt = fmt.Sprintf("(a JSON %s)", jsonKind(v))
+		}
+	}
 	// Destroyed first: a destroyed version may also carry a deletion time.
 	switch {
 	case meta.Destroyed:
