@@ -46,9 +46,13 @@ type config struct {
 	RuntimeDir  string // $RUNTIME_DIRECTORY: where the last kills are kept for `status`
 	Rotation    rotationConfig
 	Activity    cgroup.ActivityPolicy // when the agents are busy: the when-idle gate and status
+	// TokenLifetime: a token without custom_metadata.expires_at expires this long after its KV
+	// version was written.
+	TokenLifetime time.Duration
 
-	environ []string   // the supervisor's own environment, KEY=VALUE
-	dropTo  *user.User // started as root with --user: the user to become first
+	environ []string         // the supervisor's own environment, KEY=VALUE
+	now     func() time.Time // the clock of the token expiry policy (expiryClockEnv)
+	dropTo  *user.User       // started as root with --user: the user to become first
 }
 
 // healthConfig says how the server is probed (GET / on t3's --host, loopback for a wildcard).
@@ -103,6 +107,13 @@ const defaultStopTimeout = 20 * time.Second
 // "-X main.refreshFloor=1s", the containerboot idiom) without a flag an operator could set.
 var refreshFloor = "1m"
 
+// expiryClockEnv is empty in every build but the tests': there (go build -ldflags
+// "-X main.expiryClockEnv=NAME") it names a variable holding a duration by which the clock of
+// the token expiry policy runs ahead of the wall clock, so that an end-to-end test can put a
+// supervisor a year after a token was written in Vault (KV v2 sets created_time itself, it cannot
+// be back-dated) without waiting a year. An operator's binary reads no such variable.
+var expiryClockEnv = ""
+
 // flagSet defines every flag; its FlagUsages is the FLAGS section of --help.
 func flagSet(c *config, rawEnvAllow *[]string, extraEnvAllow *[]string, tokenFile *string, output *string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("t3-supervise", pflag.ContinueOnError)
@@ -149,6 +160,7 @@ func flagSet(c *config, rawEnvAllow *[]string, extraEnvAllow *[]string, tokenFil
 	fs.DurationVar(&c.Activity.CPU, "busy-cpu", cgroup.DefaultActivity.CPU, "the agents are busy while one agent's leaf, seen for --busy-min-age, used more CPU time than this in the last --busy-window (cpu.stat)")
 	fs.DurationVar(&c.Activity.Window, "busy-window", cgroup.DefaultActivity.Window, "see --busy-cpu")
 	fs.DurationVar(&c.Activity.MinAge, "busy-min-age", cgroup.DefaultActivity.MinAge, "leaves seen for less than this do not count as busy (T3's account probe), and hold a when-idle restart back")
+	fs.DurationVar(&c.TokenLifetime, "token-lifetime", creds.DefaultTokenLifetime, "when the secret's custom_metadata has no expires_at: the token is taken to expire this long after its KV version was written (created_time); claude setup-token makes one-year tokens")
 	fs.StringSliceVar(&c.AgentNames, "agent-names", []string{"claude", "codex"}, "programs t3 spawns as agents: a shim of each name, first on t3's PATH, puts every agent in its own cgroup")
 	fs.StringVar(&c.ShimDir, "shim-dir", "", "directory for the agent shims (default: $RUNTIME_DIRECTORY/shim, else $XDG_RUNTIME_DIR/t3-supervise/shim, else ~/.cache/t3-supervise/shim)")
 	fs.BoolVar(&c.DryRun, "dry-run", false, "resolve everything (Vault included), print what a real run would do, change nothing")
@@ -227,6 +239,19 @@ func parseConfig(args []string, environ []string, stderr io.Writer) (*config, er
 		return nil, fmt.Errorf("refreshFloor %q (set at build time): %w", refreshFloor, err)
 	} else if c.Rotation.Interval > 0 && c.Rotation.Interval < floor {
 		return nil, usageError{fmt.Errorf("--refresh-interval %v: want at least %v (or 0 for never); SIGHUP re-reads at once", c.Rotation.Interval, floor)}
+	}
+	if c.TokenLifetime <= 0 {
+		return nil, usageError{fmt.Errorf("--token-lifetime %v: must be positive", c.TokenLifetime)}
+	}
+	c.now = time.Now
+	if expiryClockEnv != "" {
+		if v := c.getenv(expiryClockEnv); v != "" {
+			ahead, err := time.ParseDuration(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s %q (the test clock, enabled at build time): %w", expiryClockEnv, v, err)
+			}
+			c.now = func() time.Time { return time.Now().Add(ahead) }
+		}
 	}
 	c.Watch.Limits = c.Limits
 	if c.Creds.Timeout <= 0 {

@@ -68,6 +68,12 @@ var (
 	evStrayKilled      = eventKind{"stray_killed", "2e74c1ab94b40e279873fcae3993f160", journal.PriWarning}
 	evServerFound      = eventKind{"server_behind_wrapper", "20da3b13179b827540d3afe37ca11998", journal.PriNotice}
 	evLimitRestored    = eventKind{"limit_restored", "0d4dfbd2cd43449f8e72462619008747", journal.PriWarning}
+	// The token's expiry horizon (expiry.go): a warning ahead of time, an error once it has
+	// passed (every agent's request then fails with 401), and a warning for an expires_at that
+	// cannot be used.
+	evCredExpiring      = eventKind{"credential_expiring", "75a5e038b07641b993ab464904ba032e", journal.PriWarning}
+	evCredExpired       = eventKind{"credential_expired", "e2c61b7ca0e349fa9938ec3c258efc90", journal.PriErr}
+	evCredExpiryInvalid = eventKind{"credential_expiry_invalid", "b91fa5d6dba649ef824ba955ceb47f25", journal.PriWarning}
 )
 
 // eventKinds lists every kind, for the catalog test and the --help text.
@@ -79,6 +85,7 @@ var eventKinds = []eventKind{
 	evCgroupWarning, evAgentPlaced, evAgentLeafRemoved, evOOMKill, evPressureKill, evServerReady,
 	evProbeFailed, evUnresponsive, evCredRotated, evRefreshFailed, evRefreshRecovered, evRotationRestart,
 	evPressureOff, evStrayKilled, evServerFound, evLimitRestored,
+	evCredExpiring, evCredExpired, evCredExpiryInvalid,
 }
 
 // fields are an event's structured journald fields beyond the common ones. Names follow

@@ -38,6 +38,7 @@ type healthState struct {
 	kills     []killRecord // the last few, for `status`
 	killsPath string       // "" when there is no runtime directory
 	probeURL  string
+	expiry    *expiryWatch // the token's expiry, for STATUS=; nil: none
 }
 
 type realClock struct{}
@@ -233,6 +234,11 @@ func (h *healthState) status() string {
 	tok := "token: " + h.tokenFrom
 	if h.version > 0 {
 		tok += fmt.Sprintf(" v%d", h.version)
+	}
+	if h.expiry != nil {
+		if n := h.expiry.note(); n != "" {
+			tok += ", " + n
+		}
 	}
 	return strings.Join(append(parts, tok), "; ")
 }

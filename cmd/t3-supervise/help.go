@@ -34,6 +34,17 @@ USAGE
   that finds the token gone is confirmed by a second read 5 s later before the env file is
   removed or --restart-on-rotation acts.
 
+  A setup token carries no date and fails only inside the agents once expired, so its expiry is
+  taken from Vault: the secret's custom_metadata expires_at (RFC 3339, 2027-11-30T09:15:00Z, or
+  a date, 2027-11-30, meaning 00:00 UTC that day; set by an operator with vault kv metadata
+  patch -custom-metadata expires_at=...), else the KV version's created_time plus
+  --token-lifetime. An expires_at that does not parse, or lies before the version was written
+  (left from an earlier token), is reported (credential_expiry_invalid) and not used. The
+  events credential_expiring (30, 7 and 1 days before; each once per token and expiry, and at
+  a start inside one only the innermost) and credential_expired (after) follow it, STATUS=
+  counts the days left inside 30 days, and --dry-run and status --json show the expiry and
+  where it came from (token_expires_at, token_expiry_source).
+
   It never runs t3 and its agents as root: started as root it drops to --user before it does
   anything else (groups, gid, uid), and without --user it refuses, as it refuses a user whose
   primary group is 0. t3 then gets the user's identity from the passwd entry: USER, LOGNAME,

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"t3-supervise/cgroup"
 	"t3-supervise/creds"
@@ -42,10 +43,13 @@ type plan struct {
 	Cgroup     cgroupPlan     `json:"cgroup"`
 	Failure    *failurePlan   `json:"failure,omitempty"`
 
-	decision creds.Decision
-	fileAct  creds.FilePlan // the decision's env file action as a real run carries it out
-	env      []string
-	client   *creds.Client
+	decision      creds.Decision
+	fileAct       creds.FilePlan // the decision's env file action as a real run carries it out
+	expiry        creds.Expiry   // of the token from Vault; unknown for a fallback or an opt-out
+	expiryProblem string         // the credential_expiry_invalid already reported, if any
+	expiryNote    string         // the dry-run's words on the expiry, at the time of the plan
+	env           []string
+	client        *creds.Client
 }
 
 type credentialPlan struct {
@@ -64,6 +68,12 @@ type credentialPlan struct {
 	Inherited   string `json:"inherited_token"`
 	// Outranking lists the variables of outranking that were dropped because a token is injected.
 	Outranking []string `json:"outranking_dropped"`
+	// ExpiresAt and ExpirySource are the token's expiry and where it came from, named as in
+	// `status --json` (credentialState): null and "" when unknown. ExpiryWarning says why an
+	// expires_at in the secret's custom_metadata was not used.
+	ExpiresAt     *time.Time `json:"token_expires_at"`
+	ExpirySource  string     `json:"token_expiry_source"`
+	ExpiryWarning string     `json:"token_expiry_warning,omitempty"`
 }
 
 type envFilePlan struct {
@@ -209,6 +219,21 @@ func (p *plan) resolveCredential(ctx context.Context, cfg *config, ev *events) e
 		c.Fingerprint = d.Inject.Fingerprint()
 		f["T3_TOKEN_FINGERPRINT"] = c.Fingerprint
 	}
+	if d.From == creds.FromVault {
+		exp, err := creds.TokenExpiry(res, cfg.TokenLifetime)
+		p.expiry = exp
+		if exp.Known() {
+			at := exp.At
+			c.ExpiresAt, c.ExpirySource = &at, string(exp.Source)
+			f["T3_TOKEN_EXPIRES_AT"], f["T3_TOKEN_EXPIRY_SOURCE"] = at.Format(time.RFC3339), c.ExpirySource
+			p.expiryNote = expiryPlanNote(cfg.now(), exp)
+		}
+		if err != nil {
+			// After credential_found (the token is good; only its date is in doubt).
+			defer emitExpiryInvalid(ev, c.Path, c.Version, err)
+			p.expiryProblem, c.ExpiryWarning = err.Error(), err.Error()
+		}
+	}
 	switch {
 	case d.Fallback != nil:
 		c.Fallback = d.Fallback.Error()
@@ -221,6 +246,19 @@ func (p *plan) resolveCredential(ctx context.Context, cfg *config, ev *events) e
 		ev.emit(evCredOptOut, f, "no %s at %s (%s): starting t3 on the normal credential flow", cfg.Creds.Field, c.Path, d.Outcome)
 	}
 	return nil
+}
+
+// expiryPlanNote says, for the dry run, how far the expiry is and what a real run would report
+// at its start.
+func expiryPlanNote(now time.Time, exp creds.Expiry) string {
+	n, _ := creds.CheckExpiry(now, exp.At, 0)
+	switch {
+	case n.Expired:
+		return fmt.Sprintf("expired %s: a real run reports credential_expired", ago(-n.Left))
+	case n.Due():
+		return fmt.Sprintf("in %s: a real run reports credential_expiring (the %d-day threshold)", left(n.Left), int(n.Threshold/(24*time.Hour)))
+	}
+	return "in " + left(n.Left)
 }
 
 // failureNote is the message of credential_failed: the Vault error, and why no materialized
@@ -397,6 +435,12 @@ func (p *plan) print(w io.Writer, asJSON bool) {
 	}
 	if c.Fingerprint != "" {
 		fmt.Fprintf(w, "  token       %s\n", c.Fingerprint)
+	}
+	if c.ExpiresAt != nil {
+		fmt.Fprintf(w, "  expires     %s (from %s; %s)\n", c.ExpiresAt.Format(time.RFC3339), c.ExpirySource, p.expiryNote)
+	}
+	if c.ExpiryWarning != "" {
+		fmt.Fprintf(w, "  expiry      %s\n", c.ExpiryWarning)
 	}
 	if c.Fallback != "" {
 		fmt.Fprintf(w, "  fallback    %s\n", c.Fallback)

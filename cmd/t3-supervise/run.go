@@ -163,7 +163,11 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 		}
 	}
 
+	expiry := newExpiryWatch(cfg, p)
+	expiry.save()
+	expiry.check(ev) // at start: the innermost threshold already crossed, if any
 	hs := newHealthState(cfg, p, child.Pid(), tree)
+	hs.expiry = expiry
 	probeResults := hs.startProber(watchCtx, cfg)
 
 	rot := newRotation(cfg, p)
@@ -230,6 +234,7 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 			rot.start(keepCtx, false)
 		case rr := <-rot.results:
 			rot.handle(ev, rr)
+			expiry.follow(ev, rr, rot.current, cfg.TokenLifetime)
 			if rot.restartDue(time.Now(), act.verdict()) {
 				return restart()
 			}
@@ -238,6 +243,9 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 			if rot.pending && rot.restartDue(now, act.verdict()) {
 				return restart()
 			}
+		case <-expiry.C():
+			expiry.check(ev)
+			notify("STATUS=" + hs.status())
 		case <-sigs.Child:
 			if subreaper {
 				supervise.ReapOrphans(child.Pid())

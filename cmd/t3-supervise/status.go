@@ -40,6 +40,9 @@ type statusReport struct {
 	// LastKillsError says why last_kills is empty although a kills file is there (refused:
 	// a symlink, not a regular file, another owner, too large; or not JSON).
 	LastKillsError string `json:"last_kills_error,omitempty"`
+	// The token: token_source, kv_version, token_expires_at, token_expiry_source, as the
+	// supervisor last knew them (expiry.go).
+	credentialState
 }
 
 // killRecord is one kill, as the supervisor keeps them in its runtime directory.
@@ -68,7 +71,9 @@ USAGE
   be the supervisor's parent): the supervisor and server processes, every agent leaf with its
   processes (pid, comm, cmdline, RSS), memory.current/peak, memory.events counters and CPU
   time (cpu.stat usage_usec), and the last kills. "busy" replaces the fleet's "pgrep -P MainPID"
-  check, which breaks once the supervisor is MainPID.
+  check, which breaks once the supervisor is MainPID. The token as the supervisor last knew
+  it: token_source, kv_version, token_expires_at (RFC 3339, null when unknown) and
+  token_expiry_source (custom_metadata, created_time, or "" when unknown).
 
 BUSY AND IDLE
   Busy means activity, not presence: T3 keeps one claude per open session, idle ones included,
@@ -157,6 +162,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		rep.LastKillsError = err.Error()
 		fmt.Fprintf(stderr, "%s status: last kills not shown: %v\n", identifier, err)
 	}
+	rep.credentialState = readCredentialState(runtimeDir)
 	applyActivity(&rep, runtimeDir, time.Now())
 	if asJSON {
 		enc := json.NewEncoder(stdout)
@@ -303,6 +309,18 @@ func printStatus(w io.Writer, r statusReport) {
 		for _, p := range a.Processes {
 			fmt.Fprintf(w, "    pid %-7d %-16s %-9s %s\n", p.PID, p.Comm, mib(p.RSS), trim(p.Cmdline, 60))
 		}
+	}
+	if r.TokenSource != "" {
+		tok := r.TokenSource
+		if r.KVVersion > 0 {
+			tok += fmt.Sprintf(" v%d", r.KVVersion)
+		}
+		if r.TokenExpiresAt != nil {
+			tok += fmt.Sprintf(", expires %s (from %s)", r.TokenExpiresAt.Format(time.RFC3339), r.TokenExpirySource)
+		} else {
+			tok += ", expiry unknown"
+		}
+		fmt.Fprintf(w, "%-11s %s\n", "token", tok)
 	}
 	for _, k := range r.LastKills {
 		fmt.Fprintf(w, "%-11s %s %s by %s: %s (pid %d, %s, %s)\n", "kill", k.Time.Format(time.RFC3339), k.Signal, k.Killer,
