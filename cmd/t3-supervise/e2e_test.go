@@ -75,6 +75,9 @@ func TestMain(m *testing.M) {
 	if shortRefresh.bin != "" {
 		os.RemoveAll(filepath.Dir(shortRefresh.bin))
 	}
+	if clockBuild.bin != "" {
+		os.RemoveAll(filepath.Dir(clockBuild.bin))
+	}
 	os.Exit(code)
 }
 
