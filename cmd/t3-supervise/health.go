@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -15,6 +14,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"t3-supervise/cgroup"
+	"t3-supervise/creds"
 	"t3-supervise/supervise"
 )
 
@@ -38,7 +38,11 @@ type healthState struct {
 	kills     []killRecord // the last few, for `status`
 	killsPath string       // "" when there is no runtime directory
 	probeURL  string
-	expiry    *expiryWatch // the token's expiry, for STATUS=; nil: none
+	expiry    *expiryWatch    // the token's expiry, for STATUS=; nil: none
+	state     supervisorState // for `status --format prom`, kept in statePath
+	statePath string          // "" when there is no runtime directory
+	// refreshFailures is rotation.failures when the state last took it.
+	refreshFailures uint64
 }
 
 type realClock struct{}
@@ -57,14 +61,29 @@ func newHealthState(cfg *config, p *plan, pid int, tree *cgroup.Tree) *healthSta
 		tokenFrom: p.decision.From,
 		version:   p.Credential.Version,
 		killsPath: killsPathOf(cfg.RuntimeDir),
+		state:     newSupervisorState(p.decision.From, p.Credential.Version, p.decision.From == creds.FromFallback, now),
+		statePath: runtimePath(cfg.RuntimeDir, stateFile),
 	}
 }
 
-func killsPathOf(dir string) string {
+func killsPathOf(dir string) string { return runtimePath(dir, killsFile) }
+
+func runtimePath(dir, name string) string {
 	if dir == "" {
 		return ""
 	}
-	return filepath.Join(dir, killsFile)
+	return filepath.Join(dir, name)
+}
+
+// saveState writes the state file when a value in it changed (set says whether it did).
+func (h *healthState) saveState(set func(s *supervisorState)) {
+	before := h.state
+	set(&h.state)
+	if h.statePath == "" || (h.state == before && !h.state.Updated.IsZero()) {
+		return
+	}
+	h.state.Updated = time.Now()
+	_ = writeFileAtomic(h.statePath, h.state)
 }
 
 // notify sends state to systemd when it listens (Type=notify sets NOTIFY_SOCKET); elsewhere it
@@ -78,6 +97,7 @@ func notify(state string) { _, _ = daemon.SdNotify(false, state) }
 func (h *healthState) startProber(ctx context.Context, cfg *config) <-chan error {
 	if cfg.Port == 0 {
 		h.ready.Store(true)
+		h.saveState(func(s *supervisorState) { s.Ready, s.Answering = true, true })
 		notify("READY=1\nSTATUS=" + h.status())
 		return nil
 	}
@@ -117,10 +137,12 @@ func (h *healthState) record(ev *events, err error) (giveUp bool) {
 	switch h.health.Record(err) {
 	case supervise.Ready:
 		h.ready.Store(true)
+		h.saveState(func(s *supervisorState) { s.Ready, s.Answering = true, true })
 		notify("READY=1\nSTATUS=" + h.status())
 		ev.emit(evServerReady, fields{"T3_PID": pid, "T3_STARTUP": time.Since(h.started).Round(time.Millisecond).String(), "T3_PROBE_URL": h.probeURL},
 			"t3 serve (pid %s) answers GET %s after %v", pid, h.probeURL, time.Since(h.started).Round(time.Millisecond))
 	case supervise.Alive:
+		h.saveState(func(s *supervisorState) { s.Answering = true })
 		if h.failing {
 			h.failing = false
 			ev.emit(evServerReady, fields{"T3_PID": pid}, "t3 serve (pid %s) answers again", pid)
@@ -139,12 +161,14 @@ func (h *healthState) record(ev *events, err error) (giveUp bool) {
 			notify(fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", (15 * time.Second).Microseconds()))
 		}
 	case supervise.Failing:
+		h.saveState(func(s *supervisorState) { s.Answering = false })
 		if !h.failing {
 			h.failing = true
 			ev.emit(evProbeFailed, fields{"T3_PID": pid}, "t3 serve (pid %s) did not answer: %v", pid, err)
 		}
 		notify("STATUS=" + h.status())
 	case supervise.Dead:
+		h.saveState(func(s *supervisorState) { s.Answering = false })
 		n, last := h.health.Failures()
 		f := fields{"T3_PID": pid, "T3_PROBE_FAILURES": fmt.Sprint(n), "T3_LAST_GOOD_PROBE": h.health.LastGood().UTC().Format(time.RFC3339),
 			"T3_EXIT_CODE": fmt.Sprint(exitUnresponsive)}
@@ -165,6 +189,7 @@ func (h *healthState) noteEvent(e cgroup.Event) {
 	case cgroup.PressureKill:
 		k = killRecord{Time: time.Now(), Killer: identifier, Signal: e.Signal, Victim: e.Victim}
 		h.lastKill = fmt.Sprintf("pressure_kill %s (pid %d) at %s", e.Victim.Comm, e.Victim.PID, k.Time.Format("15:04:05"))
+		h.saveState(func(s *supervisorState) { s.PressureKills++ })
 	case cgroup.StrayKilled:
 		k = killRecord{Time: time.Now(), Killer: identifier, Signal: "SIGKILL", Victim: e.Victim}
 		h.lastKill = fmt.Sprintf("stray_killed %s (pid %d) at %s", e.Victim.Comm, e.Victim.PID, k.Time.Format("15:04:05"))
@@ -184,33 +209,25 @@ func (h *healthState) noteEvent(e cgroup.Event) {
 	notify("STATUS=" + h.status())
 }
 
-// writeFileAtomic replaces path with v as JSON, through a temporary file and rename(2), so a
-// reader never sees half a file.
+// noteRefresh takes the state of the token's re-reads after each result.
+func (h *healthState) noteRefresh(r *rotation) {
+	h.saveState(func(s *supervisorState) {
+		s.VaultRefreshFailures += r.failures - h.refreshFailures
+		h.refreshFailures = r.failures
+		s.VaultFailing = r.outage || (s.VaultFailing && r.lastOK.IsZero())
+		s.KVVersion = r.version
+	})
+}
+
+// writeFileAtomic replaces path with v as JSON (writeAtomic), so a reader never sees half a file.
 func writeFileAtomic(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
 	// 0600: the victims' command lines are the user's business (a prompt or a path can be in
 	// them); root's fleet tooling reads it anyway, and so does the user's own `status`.
-	// CreateTemp makes it 0600 already; the chmod says so and holds under any umask.
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return writeAtomic(path, b, 0o600)
 }
 
 func (h *healthState) memory() string {

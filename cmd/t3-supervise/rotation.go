@@ -23,8 +23,10 @@ type rotation struct {
 	backoff  creds.Backoff
 	timer    *time.Timer
 	results  chan refreshResult
-	busy     bool // a re-read is under way
-	outage   bool // the last re-read failed (reported once per outage)
+	busy     bool      // a re-read is under way
+	outage   bool      // the last re-read failed (reported once per outage)
+	failures uint64    // failed re-reads, every one (for the metrics)
+	lastOK   time.Time // when a re-read last got an answer from Vault
 	current  creds.Secret
 	version  int
 	pending  bool      // a change waits for the restart policy
@@ -103,6 +105,7 @@ func (r *rotation) handle(ev *events, rr refreshResult) {
 		// outage, then quiet, re-reading with backoff. A "gone" waiting for confirmation is
 		// not confirmed by a failure: it must be seen twice in a row.
 		r.gone = creds.Unknown
+		r.failures++
 		wait := r.backoff.Next()
 		if !r.outage {
 			r.outage = true
@@ -111,6 +114,7 @@ func (r *rotation) handle(ev *events, rr refreshResult) {
 		r.arm(time.Now().Add(wait))
 		return
 	}
+	r.lastOK = time.Now()
 	if r.outage {
 		r.outage = false
 		ev.emit(evRefreshRecovered, f, "Vault answers again after %d failed re-reads", r.backoff.Failures())
@@ -151,6 +155,7 @@ func (r *rotation) handle(ev *events, rr refreshResult) {
 		r.pending = r.cfg.Rotation.Restart != "never"
 	case gone != creds.Unknown:
 		// The second read found the token again: Vault said two different things.
+		r.failures++
 		ev.emit(evRefreshFailed, f, "a re-read said the token at %s is gone (%s), the next one %v later did not confirm it (%s): nothing changed, t3 keeps its token and %s stays",
 			rr.res.Path, gone, r.confirmAfter, rr.res.Outcome, r.cfg.EnvFile)
 	}

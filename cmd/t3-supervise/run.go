@@ -168,6 +168,7 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 	expiry.check(ev) // at start: the innermost threshold already crossed, if any
 	hs := newHealthState(cfg, p, child.Pid(), tree)
 	hs.expiry = expiry
+	hs.saveState(func(*supervisorState) {})
 	probeResults := hs.startProber(watchCtx, cfg)
 
 	rot := newRotation(cfg, p)
@@ -235,6 +236,7 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 		case rr := <-rot.results:
 			rot.handle(ev, rr)
 			expiry.follow(ev, rr, rot.current, cfg.TokenLifetime)
+			hs.noteRefresh(rot)
 			if rot.restartDue(time.Now(), act.verdict()) {
 				return restart()
 			}
@@ -265,6 +267,7 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 			}
 		case r := <-renewals:
 			if r.Err != nil {
+				hs.saveState(func(s *supervisorState) { s.VaultRenewFailures++ })
 				ev.emit(evVaultRenewFailed, nil, "renewing the Vault token: %v", r.Err)
 			} else {
 				ev.emit(evVaultRenewed, fields{"T3_VAULT_TTL": r.TTL.String()}, "Vault token renewed, ttl %v", r.TTL)
