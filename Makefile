@@ -7,12 +7,15 @@ DESTDIR ?=
 export T3S_DEB_MAINTAINER ?= t3-supervise maintainers <t3-supervise@example.org>
 export T3S_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/t3-supervise
 
-# Debian packages per purpose; test/deps installs the missing ones.
-PKGS_HOST := ca-certificates curl systemd procps groff-base
+# Debian packages per purpose; test/deps installs the missing ones (prometheus: promtool, for
+# test/contrib/check; without Recommends, so no node_exporter on the test host).
+PKGS_HOST := ca-certificates curl systemd procps groff-base prometheus
 PKGS_DEB := lintian groff-base man-db
 PKGS_VM := qemu-system-x86 qemu-utils mmdebstrap busybox-static cpio e2fsprogs kmod xz-utils util-linux
 
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath
+# Deferred: computed only when a recipe needs it; empty outside a git checkout.
+T3S_VERSION ?= $(shell packaging/version 2>/dev/null)
 
 .PHONY: all build tools deps node vault demo test test-quick test-host test-deb test-vm test-soak fuzz bench deb install verify-unit clean
 
@@ -20,8 +23,9 @@ all: build
 
 # -s -w: no symbol table and no DWARF, as Debian ships binaries (lintian: unstripped-binary-or-object);
 # Go's own tables still name every function and line in a panic's stack trace.
+# -X main.version: the package version, which t3_supervise_build_info reports (README, Metrics).
 build:
-	$(GOBUILD) -ldflags '-s -w' -o bin/t3-supervise ./cmd/t3-supervise
+	$(GOBUILD) -ldflags '-s -w -X main.version=$(T3S_VERSION)' -o bin/t3-supervise ./cmd/t3-supervise
 
 # Test-only programs: the stand-in t3 (also claude and the balloon tool), the prober and the
 # stand-in of the Anthropic API (for the real claude).

@@ -158,8 +158,30 @@ func UnitTree(mount, user string) *Tree {
 	if mount == "" {
 		mount = DefaultMount
 	}
-	base := "/system.slice/system-t3\\x2dsupervise.slice/t3-supervise@" + user + ".service"
-	return &Tree{Mount: mount, Base: base}
+	return &Tree{Mount: mount, Base: unitSlice + "/t3-supervise@" + user + ".service"}
+}
+
+// unitSlice is where systemd puts every t3-supervise@USER.service.
+const unitSlice = "/system.slice/system-t3\\x2dsupervise.slice"
+
+// UnitUsers lists the users whose t3-supervise@USER.service has a cgroup under mount ("": the
+// default mount): every unit systemd runs now, whatever it is doing, without asking systemd.
+func UnitUsers(mount string) []string {
+	if mount == "" {
+		mount = DefaultMount
+	}
+	entries, _ := os.ReadDir(filepath.Join(mount, unitSlice))
+	var users []string
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() && strings.HasPrefix(name, "t3-supervise@") && strings.HasSuffix(name, ".service") {
+			if u := strings.TrimSuffix(strings.TrimPrefix(name, "t3-supervise@"), ".service"); u != "" {
+				users = append(users, u)
+			}
+		}
+	}
+	sort.Strings(users)
+	return users
 }
 
 // CgroupTree is the subtree at an explicit unit cgroup path (as ControlGroup= shows it). The
@@ -178,6 +200,14 @@ func CgroupTree(mount, base string) (*Tree, error) {
 		}
 	}
 	return &Tree{Mount: mount, Base: "/" + strings.Trim(base, "/")}, nil
+}
+
+// OnFakeFS marks t as a test's plain-directory "cgroupfs" (as TreeOptions.FakeFS does for
+// New): ReadStatus then does not ask for a cgroup2 filesystem, and still refuses symlinks.
+// Only tests call it; status never does.
+func (t *Tree) OnFakeFS() *Tree {
+	t.fake = true
+	return t
 }
 
 // checkReal makes sure the tree is what status may read as root: a directory of the cgroup2

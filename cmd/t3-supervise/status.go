@@ -3,6 +3,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,7 +67,8 @@ const (
 const statusHelp = `t3-supervise status: what a running t3-supervise@USER.service is doing
 
 USAGE
-  t3-supervise status [--user USER] [--json]
+  t3-supervise status [--user USER] [--json | --format text|json|prom] [--output FILE]
+  t3-supervise status --all [--format text|json|prom] [--output FILE]
 
   Reads the unit's live cgroup tree and /proc (root or the user may run it; it does not need to
   be the supervisor's parent): the supervisor and server processes, every agent leaf with its
@@ -101,23 +104,62 @@ BUSY AND IDLE
   read only if it is a regular file (never through a symlink, never a FIFO) owned by the user
   and at most 1 MiB; else last_kills is empty and last_kills_error says why.
 
+ALL UNITS, PROMETHEUS
+  --all reads every t3-supervise@*.service on the host: the units systemd has loaded (their
+  ActiveState, SubState, NRestarts and ControlGroup, asked over D-Bus), every unit cgroup in
+  system-t3\x2dsupervise.slice and every runtime directory in /run/t3-supervise. --format prom
+  prints them in the Prometheus text format for node_exporter's textfile collector, one series
+  per user (label user; the metric names are in the README, "Metrics"). The numbers a running
+  supervisor keeps itself (answering probes, pressure kills, Vault re-reads, its version) come
+  from its state.json in the runtime directory, i.e. from the unit's user.
+
+  --output FILE writes FILE atomically instead of printing: a temporary file in FILE's
+  directory, fsync, rename (what the textfile collector needs: it may read at any moment). The
+  t3-supervise-metrics.timer runs
+    t3-supervise status --all --format prom --output /var/lib/prometheus/node-exporter/t3-supervise.prom
+
 EXIT STATUS
-  0  the unit is running under t3-supervise
-  3  it is not (no subtree at the unit's cgroup)
+  0  the unit is running under t3-supervise (--all: always, unless systemd cannot be asked)
+  3  it is not (no subtree at the unit's cgroup); --format prom prints its metrics all the same
   64 usage
+  69 --all: systemd could not be asked which units there are; nothing is written
+  73 --output: FILE could not be written
 
 FLAGS
 `
 
+// Exit codes of status besides exitOK, exitNotRunning and exitUsage (sysexits(3)).
+const (
+	exitStatusSystemd = 69 // EX_UNAVAILABLE
+	exitStatusOutput  = 73 // EX_CANTCREAT
+)
+
+// statusInput is one status call: the flags, and the host's places (tests point them at a fake
+// cgroupfs, runtime root and systemd).
+type statusInput struct {
+	user, cgroup, runtimeDir string
+	all                      bool
+	format                   string // text, json or prom
+	output                   string
+	mount                    string // the cgroup2 mount ("": cgroup.DefaultMount)
+	runtimeRoot              string // where RuntimeDirectory=t3-supervise/%i lands
+	systemd                  systemdUnits
+	uidOf                    func(user string) (int, error) // statusUser; tests: the test's own uid
+	fakeFS                   bool                           // tests: mount is a plain directory
+}
+
 func runStatus(args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("t3-supervise status", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	var userName, cg, runtimeDir string
+	in := statusInput{runtimeRoot: runtimeRoot, systemd: systemdDBus, uidOf: statusUser}
 	var asJSON bool
-	fs.StringVar(&userName, "user", "", "the unit's user, t3-supervise@USER.service (default: the current user)")
-	fs.StringVar(&cg, "cgroup", "", "the unit's cgroup, as systemctl show -p ControlGroup prints it (default: derived from --user)")
-	fs.StringVar(&runtimeDir, "runtime-dir", "", "the unit's RuntimeDirectory, where the last kills are kept (default: /run/t3-supervise/USER)")
-	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	fs.StringVar(&in.user, "user", "", "the unit's user, t3-supervise@USER.service (default: the current user)")
+	fs.StringVar(&in.cgroup, "cgroup", "", "the unit's cgroup, as systemctl show -p ControlGroup prints it (default: derived from --user)")
+	fs.StringVar(&in.runtimeDir, "runtime-dir", "", "the unit's RuntimeDirectory, where the last kills are kept (default: /run/t3-supervise/USER)")
+	fs.BoolVar(&asJSON, "json", false, "print JSON (--format json)")
+	fs.BoolVar(&in.all, "all", false, "every t3-supervise@*.service on the host (needs root for the other users' /proc)")
+	fs.StringVar(&in.format, "format", "text", "text, json or prom (Prometheus text format)")
+	fs.StringVar(&in.output, "output", "", "write to FILE atomically instead of standard output")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			fmt.Fprint(stdout, statusHelp+fs.FlagUsages())
@@ -126,52 +168,136 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s status: %v\n", identifier, err)
 		return exitUsage
 	}
-	if userName == "" {
+	if asJSON {
+		if fs.Changed("format") && in.format != "json" {
+			fmt.Fprintf(stderr, "%s status: --json and --format %s contradict each other\n", identifier, in.format)
+			return exitUsage
+		}
+		in.format = "json"
+	}
+	switch {
+	case in.format != "text" && in.format != "json" && in.format != "prom":
+		fmt.Fprintf(stderr, "%s status: --format %q: want text, json or prom\n", identifier, in.format)
+		return exitUsage
+	case in.all && (in.user != "" || in.cgroup != "" || in.runtimeDir != ""):
+		fmt.Fprintf(stderr, "%s status: --all reads every unit: no --user, --cgroup or --runtime-dir\n", identifier)
+		return exitUsage
+	}
+	if !in.all && in.user == "" {
 		me, err := user.Current()
 		if err != nil {
 			fmt.Fprintf(stderr, "%s status: %v\n", identifier, err)
 			return exitUsage
 		}
-		userName = me.Username
+		in.user = me.Username
 	}
-	// The name becomes a path (the runtime directory, the unit's cgroup): "../x" would climb
-	// out of both.
-	owner, err := statusUser(userName)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s status: %v\n", identifier, err)
-		return exitUsage
-	}
-	tree := cgroup.UnitTree("", userName)
-	if cg != "" {
-		if tree, err = cgroup.CgroupTree("", cg); err != nil {
-			fmt.Fprintf(stderr, "%s status: --cgroup: %v\n", identifier, err)
+	if !in.all {
+		// The name becomes a path (the runtime directory, the unit's cgroup): "../x" would
+		// climb out of both.
+		if _, err := in.uidOf(in.user); err != nil {
+			fmt.Fprintf(stderr, "%s status: %v\n", identifier, err)
 			return exitUsage
 		}
+		if in.cgroup != "" {
+			if _, err := cgroup.CgroupTree("", in.cgroup); err != nil {
+				fmt.Fprintf(stderr, "%s status: --cgroup: %v\n", identifier, err)
+				return exitUsage
+			}
+		}
 	}
-	if runtimeDir == "" {
-		runtimeDir = filepath.Join("/run/t3-supervise", userName)
+	return statusMain(in, stdout, stderr)
+}
+
+// runtimeRoot is where systemd makes RuntimeDirectory=t3-supervise/%i (systemd.exec(5)).
+const runtimeRoot = "/run/t3-supervise"
+
+func statusMain(in statusInput, stdout, stderr io.Writer) int {
+	var out bytes.Buffer
+	code := exitOK
+	if in.all || in.format == "prom" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		units, err := gatherUnits(ctx, in)
+		if err != nil {
+			fmt.Fprintf(stderr, "%s status: %v\n", identifier, err)
+			return exitStatusSystemd
+		}
+		if !in.all && (len(units) == 0 || units[0].Report == nil) {
+			code = exitNotRunning
+		}
+		if err := printUnits(&out, in.format, units); err != nil {
+			fmt.Fprintf(stderr, "%s status: %v\n", identifier, err)
+			return exitInternal
+		}
+	} else {
+		uid, _ := in.uidOf(in.user)
+		rep, err := readUnit(in.user, uid, in.tree(in.user, in.cgroup), in.unitRuntimeDir(in.user))
+		if err != nil {
+			fmt.Fprintf(stderr, "%s status: t3-supervise@%s.service is not running: %v\n", identifier, in.user, err)
+			return exitNotRunning
+		}
+		if rep.LastKillsError != "" {
+			fmt.Fprintf(stderr, "%s status: last kills not shown: %s\n", identifier, rep.LastKillsError)
+		}
+		printReport(&out, in.format, *rep)
 	}
+	if in.output == "" {
+		_, _ = stdout.Write(out.Bytes())
+		return code
+	}
+	if err := writeAtomic(in.output, out.Bytes(), 0o644); err != nil {
+		fmt.Fprintf(stderr, "%s status: writing %s: %v\n", identifier, in.output, err)
+		return exitStatusOutput
+	}
+	return code
+}
+
+func (in statusInput) tree(userName, cg string) *cgroup.Tree {
+	t := cgroup.UnitTree(in.mount, userName)
+	// cg is --cgroup (checked in runStatus) or systemd's ControlGroup.
+	if ct, err := cgroup.CgroupTree(in.mount, cg); cg != "" && err == nil {
+		t = ct
+	}
+	if in.fakeFS {
+		t.OnFakeFS()
+	}
+	return t
+}
+
+func (in statusInput) unitRuntimeDir(userName string) string {
+	if in.runtimeDir != "" {
+		return in.runtimeDir
+	}
+	return filepath.Join(in.runtimeRoot, userName)
+}
+
+// readUnit is one unit's report: its cgroup tree and the kills its supervisor recorded. It fails
+// only when the subtree is not there.
+func readUnit(userName string, uid int, tree *cgroup.Tree, runtimeDir string) (*statusReport, error) {
 	st, err := tree.ReadStatus()
 	if err != nil {
-		fmt.Fprintf(stderr, "%s status: t3-supervise@%s.service is not running: %v\n", identifier, userName, err)
-		return exitNotRunning
+		return nil, err
 	}
-	rep := statusReport{Status: st, User: userName, Unit: "t3-supervise@" + userName + ".service"}
-	rep.LastKills, err = readKills(runtimeDir, owner)
+	rep := &statusReport{Status: st, User: userName, Unit: unitName(userName), credentialState: readCredentialState(runtimeDir)}
+	// uid owns the runtime directory's files; -1 (the user is unknown to this host) refuses them.
+	rep.LastKills, err = readKills(runtimeDir, uid)
 	if err != nil {
 		rep.LastKillsError = err.Error()
-		fmt.Fprintf(stderr, "%s status: last kills not shown: %v\n", identifier, err)
 	}
-	rep.credentialState = readCredentialState(runtimeDir)
-	applyActivity(&rep, runtimeDir, time.Now())
-	if asJSON {
-		enc := json.NewEncoder(stdout)
+	applyActivity(rep, runtimeDir, time.Now())
+	return rep, nil
+}
+
+func unitName(userName string) string { return "t3-supervise@" + userName + ".service" }
+
+func printReport(w io.Writer, format string, rep statusReport) {
+	if format == "json" {
+		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(rep)
-		return exitOK
+		return
 	}
-	printStatus(stdout, rep)
-	return exitOK
+	printStatus(w, rep)
 }
 
 // activityStale is how old the supervisor's last sample may be before status stops trusting it:
