@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -394,5 +395,28 @@ func TestStateFile(t *testing.T) {
 	h.noteRefresh(r)
 	if after, _ := os.Stat(h.statePath); !os.SameFile(before, after) {
 		t.Error("the state file was rewritten without a change")
+	}
+}
+
+func TestStatusAllTextAndJSON(t *testing.T) {
+	in := fakeHost(t)
+	var stdout, stderr bytes.Buffer
+	in.format = "json"
+	if code := statusMain(in, &stdout, &stderr); code != exitOK {
+		t.Fatalf("json: exit %d: %s", code, stderr.String())
+	}
+	var reps []statusReport
+	if err := json.Unmarshal(stdout.Bytes(), &reps); err != nil || len(reps) != 1 || reps[0].User != "alice" || reps[0].Server == nil {
+		t.Errorf("--all --json: the running units' reports, want alice's alone: %v %s", err, stdout.String())
+	}
+	stdout.Reset()
+	in.format = "text"
+	if code := statusMain(in, &stdout, &stderr); code != exitOK {
+		t.Fatalf("text: exit %d: %s", code, stderr.String())
+	}
+	for _, want := range []string{"t3-supervise@alice.service  /", "t3-supervise@bob.service  not running under t3-supervise: failed (failed)"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("--all text lacks %q:\n%s", want, stdout.String())
+		}
 	}
 }
