@@ -8,10 +8,11 @@ export T3S_DEB_MAINTAINER ?= t3-supervise maintainers <t3-supervise@example.org>
 export T3S_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/t3-supervise
 
 # Debian packages per purpose; test/deps installs the missing ones (prometheus: promtool, for
-# test/contrib/check; without Recommends, so no node_exporter on the test host).
+# test/contrib/check and the VM tier's test/vm/metrics; without Recommends, so no node_exporter
+# on the test host).
 PKGS_HOST := ca-certificates curl systemd procps groff-base prometheus
 PKGS_DEB := lintian groff-base man-db
-PKGS_VM := qemu-system-x86 qemu-utils mmdebstrap busybox-static cpio e2fsprogs kmod xz-utils util-linux
+PKGS_VM := qemu-system-x86 qemu-utils mmdebstrap busybox-static cpio e2fsprogs kmod xz-utils util-linux prometheus
 
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath
 # Deferred: computed only when a recipe needs it; empty outside a git checkout.
@@ -85,6 +86,7 @@ test-vm: build tools node
 	test/vm/e2e life
 	test/vm/e2e escape
 	test/vm/e2e claude
+	test/vm/e2e metrics
 	test/vm/e2e soak
 	test/vm/e2e isolation
 
