@@ -101,6 +101,9 @@ func collectUnit(ch chan<- prometheus.Metric, u unitReading) {
 		counter(mRestarts, float64(sd.NRestarts))
 	}
 	rep, st := u.Report, u.State
+	if u.TokenExpiry != nil {
+		gauge(mExpiry, seconds(*u.TokenExpiry))
+	}
 	up := active && rep != nil && rep.Server != nil
 	gauge(mServerUp, b2f(up))
 	ready := up && u.Systemd.SubState == "running" // READY=1 was given (Type=notify)
@@ -139,23 +142,10 @@ func collectUnit(ch chan<- prometheus.Metric, u unitReading) {
 	if st.KVVersion > 0 {
 		gauge(mKVVersion, float64(st.KVVersion))
 	}
-	if t, ok := tokenExpiry(u); ok {
-		gauge(mExpiry, seconds(t))
-	}
 	counter(mVaultFail, float64(st.VaultRefreshFailures))
 	gauge(mVaultDown, b2f(st.VaultFailing))
 	counter(mRenewFail, float64(st.VaultRenewFailures))
 	gauge(mBuild, 1, labelValue(st.Version), labelValue(st.GoVersion))
-}
-
-// tokenExpiry is the hook of t3_supervise_token_expiry_timestamp_seconds: the expiry horizon of
-// issue 13 part 1, as the running supervisor reports it (state.json "token_expires_at"). A token
-// with no known expiry has no series.
-func tokenExpiry(u unitReading) (time.Time, bool) {
-	if u.State == nil || u.State.TokenExpiresAt == nil || u.State.TokenExpiresAt.IsZero() {
-		return time.Time{}, false
-	}
-	return *u.State.TokenExpiresAt, true
 }
 
 // tokenSourceLabel is T3_TOKEN_SOURCE as a label value a selector can name without quoting

@@ -41,8 +41,9 @@ func sampleReadings() []unitReading {
 				Agents:     []cgroup.AgentStatus{{Leaf: "a1"}, {Leaf: "a2"}},
 				Busy:       true,
 			}, LastKills: []killRecord{{Time: kill.Add(-time.Hour)}, {Time: kill}}},
+			TokenExpiry: &expires,
 			State: &supervisorState{Schema: 1, Version: "1.2.3-1", GoVersion: "go1.26.8", Started: kill.Add(-24 * time.Hour),
-				Ready: true, Answering: true, TokenSource: creds.FromVault, KVVersion: 3, TokenExpiresAt: &expires,
+				Ready: true, Answering: true, TokenSource: creds.FromVault, KVVersion: 3,
 				PressureKills: 1, VaultRefreshFailures: 5, VaultRenewFailures: 1},
 		},
 		{

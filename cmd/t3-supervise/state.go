@@ -32,11 +32,6 @@ type supervisorState struct {
 	// TokenSource is where t3's token came from (creds.FromVault, FromFallback, FromNone).
 	TokenSource string `json:"token_source"`
 	KVVersion   int    `json:"kv_version,omitempty"`
-	// TokenExpiresAt and TokenExpirySource are the token's expiry horizon (issue 13, part 1:
-	// custom_metadata.expires_at, or created_time plus --token-lifetime). Nothing fills them
-	// yet: see tokenExpiry, the hook the metrics read them through.
-	TokenExpiresAt    *time.Time `json:"token_expires_at,omitempty"`
-	TokenExpirySource string     `json:"token_expiry_source,omitempty"`
 	// PressureKills counts the supervisor's own kills; the kernel's OOM kills are in the
 	// workload's memory.events.
 	PressureKills uint64 `json:"pressure_kills"`
