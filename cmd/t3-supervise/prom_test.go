@@ -421,3 +421,22 @@ func TestStatusAllTextAndJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestUnitUser(t *testing.T) {
+	for unit, want := range map[string]string{
+		"t3-supervise@alice.service":     "alice",
+		"t3-supervise@a-b.service":       "a-b", // User=%i: the instance as it stands
+		"t3-supervise@.service":          "",
+		"t3-supervise@alice.timer":       "",
+		"t3-supervise-metrics.service":   "",
+		"t3-supervise@...service":        "",
+		"t3-supervise@a/../b.service":    "",
+		"t3-serve@alice.service":         "",
+		"t3-supervise@alice.service.bak": "",
+	} {
+		got, ok := unitUser(unit)
+		if got != want && ok || ok != (want != "") {
+			t.Errorf("unitUser(%q) = %q, %v; want %q", unit, got, ok, want)
+		}
+	}
+}
