@@ -3,15 +3,9 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"t3-supervise/cgroup"
 )
@@ -85,7 +79,7 @@ func (s *activityState) sample(ev *events, now time.Time) {
 	}
 	s.observe(now, leaves)
 	if s.path != "" {
-		if err := writeActivity(s.path, s.record()); err != nil && !s.warned {
+		if err := writeFileAtomic(s.path, s.record()); err != nil && !s.warned {
 			s.warned = true
 			ev.emit(evCgroupWarning, nil, "keeping the agents' activity for status: %v", err)
 		}
@@ -116,52 +110,14 @@ func (s *activityState) record() activityRecord {
 	return r
 }
 
-// writeActivity replaces path atomically (a temp file renamed over it): `status` never reads
-// half a record.
-func writeActivity(path string, r activityRecord) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-// maxActivityFile bounds what `status` reads of activityFile.
-const maxActivityFile = 1 << 20
-
-// readActivity reads the supervisor's activityFile. `status` may run as root, and the runtime
-// directory is the user's: the file is opened without following a symlink and without blocking
-// on a FIFO, read only if it is a regular file, and at most maxActivityFile bytes.
-func readActivity(path string) (*activityRecord, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxActivityFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxActivityFile {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxActivityFile)
-	}
+// readActivity reads the supervisor's activityFile in the runtime directory dir.
+func readActivity(dir string, uid int) (*activityRecord, error) {
 	var r activityRecord
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if err := readRuntimeJSON(dir, activityFile, uid, &r); err != nil {
+		return nil, err
 	}
 	if r.Time.IsZero() {
-		return nil, errors.New(path + ": no sample time")
+		return nil, errors.New(filepath.Join(dir, activityFile) + ": no sample time")
 	}
 	return &r, nil
 }

@@ -26,10 +26,10 @@ func TestStatusTakesBusyFromTheSupervisorsActivity(t *testing.T) {
 	}
 	rep := func(at time.Time) statusReport {
 		r := statusReport{Status: &cgroup.Status{Busy: true, Agents: []cgroup.AgentStatus{{Leaf: "100-5"}}}}
-		applyActivity(&r, dir, at)
+		applyActivity(&r, dir, os.Getuid(), at)
 		return r
 	}
-	if err := writeActivity(s.path, s.record()); err != nil {
+	if err := writeFileAtomic(s.path, s.record()); err != nil {
 		t.Fatal(err)
 	}
 	if r := rep(now.Add(activityInterval)); r.Busy || r.BusyBasis != "activity" || r.Activity == nil {
@@ -47,7 +47,7 @@ func TestStatusTakesBusyFromTheSupervisorsActivity(t *testing.T) {
 	link := t.TempDir()
 	os.Symlink(s.path, filepath.Join(link, activityFile))
 	r := statusReport{Status: &cgroup.Status{Busy: true}}
-	if applyActivity(&r, link, now); r.BusyBasis != "presence" {
+	if applyActivity(&r, link, os.Getuid(), now); r.BusyBasis != "presence" {
 		t.Errorf("followed a symlink: %+v", r)
 	}
 	fifo := t.TempDir()
@@ -57,7 +57,7 @@ func TestStatusTakesBusyFromTheSupervisorsActivity(t *testing.T) {
 	done := make(chan statusReport)
 	go func() {
 		r := statusReport{Status: &cgroup.Status{Busy: true}}
-		applyActivity(&r, fifo, now)
+		applyActivity(&r, fifo, os.Getuid(), now)
 		done <- r
 	}()
 	select {

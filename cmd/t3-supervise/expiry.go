@@ -3,14 +3,9 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"t3-supervise/creds"
 )
@@ -219,24 +214,12 @@ func ago(d time.Duration) string {
 	return fmt.Sprintf("%d days ago", n)
 }
 
-// readCredentialState reads credentialFile from the unit's runtime directory for `status`; an
-// absent or unusable file is an unknown state (every field empty), never an error: status must
-// answer for a unit whose supervisor predates the file. The directory is the user's (systemd
-// makes RuntimeDirectory= the unit user's) and status runs as root: so no symlink is followed,
-// the open does not block on a FIFO, only a regular file is read, and at most 64 KiB of it.
-func readCredentialState(dir string) credentialState {
+// readCredentialState reads credentialFile from the unit's runtime directory for `status`
+// (readRuntimeJSON); an absent or unusable file is an unknown state (every field empty), never
+// an error: status must answer for a unit whose supervisor predates the file.
+func readCredentialState(dir string, uid int) credentialState {
 	var st credentialState
-	fd, err := unix.Open(filepath.Join(dir, credentialFile), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return st
-	}
-	f := os.NewFile(uintptr(fd), credentialFile)
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return st
-	}
-	b, err := io.ReadAll(io.LimitReader(f, 64<<10+1))
-	if err != nil || len(b) > 64<<10 || json.Unmarshal(b, &st) != nil {
+	if readRuntimeJSON(dir, credentialFile, uid, &st) != nil {
 		return credentialState{}
 	}
 	return st

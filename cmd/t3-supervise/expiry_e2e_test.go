@@ -181,7 +181,7 @@ func TestExpiryFromCustomMetadata(t *testing.T) {
 		"T3_TOKEN_EXPIRES_AT="+at.Format(time.RFC3339), "T3_TOKEN_EXPIRY_SOURCE=custom_metadata",
 		"T3_VAULT_PATH=secret/"+w.path, "T3_KV_VERSION=1")
 	w.waitStatus("token expires in 4 days (" + at.Format(time.DateOnly) + ")")
-	st := readCredentialState(w.runtime)
+	st := readCredentialState(w.runtime, runtimeOwner(w.t, w.runtime))
 	if st.TokenExpiresAt == nil || !st.TokenExpiresAt.Equal(at) || st.TokenExpirySource != "custom_metadata" || st.TokenSource != "vault" || st.KVVersion != 1 {
 		t.Errorf("credential.json (what status --json shows): %+v", st)
 	}
@@ -205,8 +205,10 @@ func TestExpiryFromCustomMetadata(t *testing.T) {
 	if n := len(eventLines(p.stderr.String(), "credential_expiring")); n != 2 {
 		t.Errorf("%d credential_expiring after an unchanged re-read and a malformed date, want 2\n%s", n, p.stderr)
 	}
-	if !waitFor(func() bool { return readCredentialState(w.runtime).TokenExpirySource == "created_time" }, 10*time.Second) {
-		t.Errorf("credential.json after the malformed date: %+v", readCredentialState(w.runtime))
+	if !waitFor(func() bool {
+		return readCredentialState(w.runtime, runtimeOwner(w.t, w.runtime)).TokenExpirySource == "created_time"
+	}, 10*time.Second) {
+		t.Errorf("credential.json after the malformed date: %+v", readCredentialState(w.runtime, runtimeOwner(w.t, w.runtime)))
 	}
 	// An expiry a few seconds away: the 1-day threshold now, then the expiry, from the timer.
 	soon := time.Now().Add(6 * time.Second).UTC().Truncate(time.Second)
@@ -246,7 +248,7 @@ func TestExpiryFromCreatedTime(t *testing.T) {
 	if strings.Contains(p.stderr.String(), "credential_expir") {
 		t.Errorf("the operator's binary followed %s:\n%s", clockEnv, p.stderr)
 	}
-	if st := readCredentialState(w.runtime); st.TokenExpiresAt == nil || !st.TokenExpiresAt.Equal(year) || st.TokenExpirySource != "created_time" {
+	if st := readCredentialState(w.runtime, runtimeOwner(w.t, w.runtime)); st.TokenExpiresAt == nil || !st.TokenExpiresAt.Equal(year) || st.TokenExpirySource != "created_time" {
 		t.Errorf("credential.json: %+v, want %v from created_time", st, year)
 	}
 	w.stop(p)
@@ -273,4 +275,16 @@ func TestExpiryFromCreatedTime(t *testing.T) {
 		t.Errorf("a start after the expiry also reported a threshold:\n%s", p.stderr)
 	}
 	w.stop(p)
+}
+
+// runtimeOwner is the uid that owns the runtime directory dir, as systemd makes
+// RuntimeDirectory= the unit user's: as root the world hands its directories to the test user
+// the supervisor drops to, and status reads only that user's files.
+func runtimeOwner(t testing.TB, dir string) int {
+	t.Helper()
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(fi.Sys().(*syscall.Stat_t).Uid)
 }

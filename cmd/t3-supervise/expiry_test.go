@@ -78,7 +78,7 @@ func TestExpiryWatchReportsEachThresholdOnce(t *testing.T) {
 	if n := w.note(); n != "token EXPIRED 2 days ago" {
 		t.Errorf("STATUS note %q", n)
 	}
-	st := readCredentialState(dir)
+	st := readCredentialState(dir, os.Getuid())
 	if st.TokenExpiresAt == nil || !st.TokenExpiresAt.Equal(at) || st.TokenExpirySource != "custom_metadata" || st.TokenSource != "vault" || st.KVVersion != 4 {
 		t.Errorf("credential.json: %+v", st)
 	}
@@ -125,7 +125,7 @@ func TestExpiryWatchFollowsReReads(t *testing.T) {
 	if c := count(out, "credential_expiry_invalid"); c != 1 {
 		t.Fatalf("the same problem reported %d times", c)
 	}
-	if st := readCredentialState(dir); st.KVVersion != 5 || st.TokenExpirySource != "created_time" {
+	if st := readCredentialState(dir, os.Getuid()); st.KVVersion != 5 || st.TokenExpirySource != "created_time" {
 		t.Errorf("credential.json after the rotation: %+v", st)
 	}
 	// A confirmed opt-out: no token, no expiry.
@@ -133,7 +133,7 @@ func TestExpiryWatchFollowsReReads(t *testing.T) {
 	if w.exp.Known() || w.note() != "" {
 		t.Errorf("an expiry after the opt-out: %+v", w.exp)
 	}
-	if st := readCredentialState(dir); st.TokenExpiresAt != nil || st.TokenExpirySource != "" || st.TokenSource != "none" {
+	if st := readCredentialState(dir, os.Getuid()); st.TokenExpiresAt != nil || st.TokenExpirySource != "" || st.TokenSource != "none" {
 		t.Errorf("credential.json after the opt-out: %+v", st)
 	}
 }
@@ -185,7 +185,7 @@ func TestReadCredentialStateRefusesWhatIsNotAFile(t *testing.T) {
 		"dir":     func(p string) error { return os.Mkdir(p, 0o700) },
 		"garbage": func(p string) error { return os.WriteFile(p, []byte("{not json"), 0o600) },
 		"huge": func(p string) error {
-			return os.WriteFile(p, []byte(`{"token_source":"`+strings.Repeat("x", 70<<10)+`"}`), 0o600)
+			return os.WriteFile(p, []byte(`{"token_source":"`+strings.Repeat("x", maxRuntimeFile)+`"}`), 0o600)
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -195,7 +195,7 @@ func TestReadCredentialStateRefusesWhatIsNotAFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			done := make(chan credentialState, 1)
-			go func() { done <- readCredentialState(d) }()
+			go func() { done <- readCredentialState(d, os.Getuid()) }()
 			select {
 			case st := <-done:
 				if st != (credentialState{}) {
@@ -209,7 +209,7 @@ func TestReadCredentialStateRefusesWhatIsNotAFile(t *testing.T) {
 	d := filepath.Join(dir, "good")
 	os.Mkdir(d, 0o755)
 	os.WriteFile(filepath.Join(d, credentialFile), b, 0o644)
-	if st := readCredentialState(d); st.TokenExpiresAt == nil || !st.TokenExpiresAt.Equal(at) || st.KVVersion != 2 {
+	if st := readCredentialState(d, os.Getuid()); st.TokenExpiresAt == nil || !st.TokenExpiresAt.Equal(at) || st.KVVersion != 2 {
 		t.Errorf("a regular file: %+v", st)
 	}
 }

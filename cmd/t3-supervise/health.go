@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -61,7 +60,7 @@ func newHealthState(cfg *config, p *plan, pid int, tree *cgroup.Tree) *healthSta
 		tokenFrom: p.decision.From,
 		version:   p.Credential.Version,
 		killsPath: killsPathOf(cfg.RuntimeDir),
-		state:     newSupervisorState(p.decision.From, p.Credential.Version, p.decision.From == creds.FromFallback, now),
+		state:     newSupervisorState(p.decision.From == creds.FromFallback, now),
 		statePath: runtimePath(cfg.RuntimeDir, stateFile),
 	}
 }
@@ -215,19 +214,7 @@ func (h *healthState) noteRefresh(r *rotation) {
 		s.VaultRefreshFailures += r.failures - h.refreshFailures
 		h.refreshFailures = r.failures
 		s.VaultFailing = r.outage || (s.VaultFailing && r.lastOK.IsZero())
-		s.KVVersion = r.version
 	})
-}
-
-// writeFileAtomic replaces path with v as JSON (writeAtomic), so a reader never sees half a file.
-func writeFileAtomic(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	// 0600: the victims' command lines are the user's business (a prompt or a path can be in
-	// them); root's fleet tooling reads it anyway, and so does the user's own `status`.
-	return writeAtomic(path, b, 0o600)
 }
 
 func (h *healthState) memory() string {

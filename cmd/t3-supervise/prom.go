@@ -101,8 +101,8 @@ func collectUnit(ch chan<- prometheus.Metric, u unitReading) {
 		counter(mRestarts, float64(sd.NRestarts))
 	}
 	rep, st := u.Report, u.State
-	if u.TokenExpiry != nil {
-		gauge(mExpiry, seconds(*u.TokenExpiry))
+	if at := u.tokenExpiry(); at != nil {
+		gauge(mExpiry, seconds(*at))
 	}
 	up := active && rep != nil && rep.Server != nil
 	gauge(mServerUp, b2f(up))
@@ -133,15 +133,17 @@ func collectUnit(ch chan<- prometheus.Metric, u unitReading) {
 			gauge(mLastKill, seconds(t))
 		}
 	}
+	if c := u.Credential; c.TokenSource != "" {
+		gauge(mTokenSrc, 1, tokenSourceLabel(c.TokenSource))
+		if c.KVVersion > 0 {
+			gauge(mKVVersion, float64(c.KVVersion))
+		}
+	}
 	if st == nil {
 		return
 	}
 	gauge(mStart, seconds(st.Started))
 	counter(mPressure, float64(st.PressureKills))
-	gauge(mTokenSrc, 1, tokenSourceLabel(st.TokenSource))
-	if st.KVVersion > 0 {
-		gauge(mKVVersion, float64(st.KVVersion))
-	}
 	counter(mVaultFail, float64(st.VaultRefreshFailures))
 	gauge(mVaultDown, b2f(st.VaultFailing))
 	counter(mRenewFail, float64(st.VaultRenewFailures))

@@ -41,9 +41,9 @@ func sampleReadings() []unitReading {
 				Agents:     []cgroup.AgentStatus{{Leaf: "a1"}, {Leaf: "a2"}},
 				Busy:       true,
 			}, LastKills: []killRecord{{Time: kill.Add(-time.Hour)}, {Time: kill}}},
-			TokenExpiry: &expires,
+			Credential: credentialState{TokenSource: creds.FromVault, KVVersion: 3, TokenExpiresAt: &expires, TokenExpirySource: "custom_metadata"},
 			State: &supervisorState{Schema: 1, Version: "1.2.3-1", GoVersion: "go1.26.8", Started: kill.Add(-24 * time.Hour),
-				Ready: true, Answering: true, TokenSource: creds.FromVault, KVVersion: 3,
+				Ready: true, Answering: true,
 				PressureKills: 1, VaultRefreshFailures: 5, VaultRenewFailures: 1},
 		},
 		{
@@ -59,8 +59,9 @@ func sampleReadings() []unitReading {
 			Report: &statusReport{User: "carol", Status: &cgroup.Status{
 				Server: &cgroup.ProcInfo{PID: 11}, Workload: cgroup.Memory{Current: 1 << 20, Max: "max"}, AgentsHigh: "max",
 			}, LastKills: []killRecord{}},
+			Credential: credentialState{TokenSource: creds.FromFallback},
 			State: &supervisorState{Schema: 1, Version: "1.2.2-1\"\n{evil}", GoVersion: "go1.26.8", Started: kill,
-				Ready: true, Answering: false, TokenSource: creds.FromFallback, VaultRefreshFailures: 1, VaultFailing: true},
+				Ready: true, Answering: false, VaultRefreshFailures: 1, VaultFailing: true},
 		},
 	}
 }
@@ -259,9 +260,14 @@ func fakeHost(t *testing.T) statusInput {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	st := newSupervisorState(creds.FromVault, 2, false, time.Now())
+	st := newSupervisorState(false, time.Now())
 	st.Ready, st.Answering, st.PressureKills = true, true, 1
 	if err := writeFileAtomic(filepath.Join(dir, stateFile), st); err != nil {
+		t.Fatal(err)
+	}
+	expires := time.Date(2027, 6, 1, 0, 0, 0, 0, time.UTC)
+	cred := credentialState{TokenSource: creds.FromVault, KVVersion: 2, TokenExpiresAt: &expires, TokenExpirySource: "created_time"}
+	if err := writeFileAtomic(filepath.Join(dir, credentialFile), cred); err != nil {
 		t.Fatal(err)
 	}
 	if err := writeFileAtomic(filepath.Join(dir, killsFile), []killRecord{{Time: time.Unix(1764000000, 0), Killer: "kernel"}}); err != nil {
@@ -317,6 +323,8 @@ func TestStatusAllPromOutput(t *testing.T) {
 		{"t3_supervise_last_kill_timestamp_seconds", "alice", nil, 1764000000},
 		{"t3_supervise_unit_restarts_total", "alice", nil, 1},
 		{"t3_supervise_token_kv_version", "alice", nil, 2},
+		{"t3_supervise_token_source_info", "alice", []string{"source", "vault"}, 1},
+		{"t3_supervise_token_expiry_timestamp_seconds", "alice", nil, float64(time.Date(2027, 6, 1, 0, 0, 0, 0, time.UTC).Unix())},
 		{"t3_supervise_unit_state", "bob", []string{"state", "failed"}, 1},
 		{"t3_supervise_server_up", "bob", nil, 0},
 	})
@@ -373,22 +381,22 @@ func TestStatusFlags(t *testing.T) {
 func TestStateFile(t *testing.T) {
 	dir := t.TempDir()
 	h := &healthState{statePath: filepath.Join(dir, stateFile),
-		state: newSupervisorState(creds.FromFallback, 0, true, time.Now())}
+		state: newSupervisorState(true, time.Now())}
 	h.saveState(func(*supervisorState) {})
-	st := readState(dir)
-	if st == nil || !st.VaultFailing || st.VaultRefreshFailures != 1 || st.TokenSource != creds.FromFallback || st.Version != binaryVersion() {
+	st := readState(dir, os.Getuid())
+	if st == nil || !st.VaultFailing || st.VaultRefreshFailures != 1 || st.Version != binaryVersion() {
 		t.Fatalf("at start on the fallback: %+v", st)
 	}
 	h.noteEvent(cgroup.PressureKill{Victim: cgroup.Victim{PID: 1}, Signal: "SIGTERM"})
 	h.noteEvent(cgroup.OOMKill{Victim: cgroup.Victim{PID: 2}})
 	r := &rotation{failures: 2, outage: true}
 	h.noteRefresh(r)
-	if st = readState(dir); st.PressureKills != 1 || st.VaultRefreshFailures != 3 || !st.VaultFailing {
+	if st = readState(dir, os.Getuid()); st.PressureKills != 1 || st.VaultRefreshFailures != 3 || !st.VaultFailing {
 		t.Fatalf("after a pressure kill and two failed re-reads: %+v", st)
 	}
-	r.outage, r.lastOK, r.version = false, time.Now(), 4
+	r.outage, r.lastOK = false, time.Now()
 	h.noteRefresh(r)
-	if st = readState(dir); st.VaultRefreshFailures != 3 || st.VaultFailing || st.KVVersion != 4 {
+	if st = readState(dir, os.Getuid()); st.VaultRefreshFailures != 3 || st.VaultFailing {
 		t.Fatalf("after Vault answered again: %+v", st)
 	}
 	// Nothing changed: nothing written.

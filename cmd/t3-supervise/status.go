@@ -60,7 +60,7 @@ const killsFile = "kills.json"
 // maxKillsFile bounds the read of kills.json: ten records whose command lines are trimmed to
 // maxRecordedCmdline when written fit many times over.
 const (
-	maxKillsFile       = 1 << 20
+	maxKillsFile       = maxRuntimeFile
 	maxRecordedCmdline = 4096
 )
 
@@ -278,13 +278,13 @@ func readUnit(userName string, uid int, tree *cgroup.Tree, runtimeDir string) (*
 	if err != nil {
 		return nil, err
 	}
-	rep := &statusReport{Status: st, User: userName, Unit: unitName(userName), credentialState: readCredentialState(runtimeDir)}
+	rep := &statusReport{Status: st, User: userName, Unit: unitName(userName), credentialState: readCredentialState(runtimeDir, uid)}
 	// uid owns the runtime directory's files; -1 (the user is unknown to this host) refuses them.
 	rep.LastKills, err = readKills(runtimeDir, uid)
 	if err != nil {
 		rep.LastKillsError = err.Error()
 	}
-	applyActivity(rep, runtimeDir, time.Now())
+	applyActivity(rep, runtimeDir, uid, time.Now())
 	return rep, nil
 }
 
@@ -306,9 +306,9 @@ const activityStale = 4 * activityInterval
 
 // applyActivity puts the supervisor's judgement of the agents' activity into r when it is
 // fresh: busy is then its verdict, not the presence of a process.
-func applyActivity(r *statusReport, runtimeDir string, now time.Time) {
+func applyActivity(r *statusReport, runtimeDir string, uid int, now time.Time) {
 	r.BusyBasis = "presence"
-	a, err := readActivity(filepath.Join(runtimeDir, activityFile))
+	a, err := readActivity(runtimeDir, uid)
 	if err != nil || now.Sub(a.Time) > activityStale || a.Time.Sub(now) > activityStale {
 		return
 	}
@@ -343,15 +343,12 @@ func statusUser(name string) (uid int, err error) {
 // is no error.
 func readKills(dir string, uid int) ([]killRecord, error) {
 	kills := []killRecord{}
-	b, err := readUserFile(dir, killsFile, uid, maxKillsFile)
+	err := readRuntimeJSON(dir, killsFile, uid, &kills)
 	if errors.Is(err, fs.ErrNotExist) {
-		return kills, nil
+		return []killRecord{}, nil
 	}
 	if err != nil {
-		return kills, err
-	}
-	if err := json.Unmarshal(b, &kills); err != nil {
-		return []killRecord{}, fmt.Errorf("%s: %w", filepath.Join(dir, killsFile), err)
+		return []killRecord{}, err
 	}
 	return kills, nil
 }

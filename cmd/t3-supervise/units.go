@@ -26,8 +26,9 @@ type unitReading struct {
 	Systemd *unitSystemd     // nil: systemd has not loaded the unit
 	Report  *statusReport    // nil: no subtree (not running under t3-supervise)
 	State   *supervisorState // nil: no state file in the runtime directory
-	// TokenExpiry is when the user's setup token expires; nil: unknown (tokenExpiry).
-	TokenExpiry *time.Time
+	// Credential is the token as the supervisor last knew it (credential.json): Report's
+	// when the unit runs, else read on its own; empty when there is none.
+	Credential credentialState
 }
 
 // unitSystemd is what systemd says of a unit (org.freedesktop.systemd1(5)).
@@ -139,24 +140,21 @@ func gatherUnits(ctx context.Context, in statusInput) ([]unitReading, error) {
 			uid = -1 // no such user here: none of the directory's files is read
 		}
 		r.Report, _ = readUnit(u, uid, in.tree(u, cg), dir)
-		r.State = readState(dir)
-		r.TokenExpiry = tokenExpiry(r.Report, dir)
+		if r.Report != nil {
+			r.Credential = r.Report.credentialState
+		} else {
+			r.Credential = readCredentialState(dir, uid)
+		}
+		r.State = readState(dir, uid)
 		readings = append(readings, r)
 	}
 	return readings, nil
 }
 
-// tokenExpiry is the hook of t3_supervise_token_expiry_timestamp_seconds: the token's expiry
-// horizon of issue 13 part 1 (custom_metadata.expires_at of the user's secret, or its
-// created_time plus --token-lifetime), as the running supervisor reports it to `status`. Part 1
-// (branch expiry) adds it to statusReport as token_expires_at, read from the runtime directory;
-// until it lands nothing reports it and the metric has no series. Once it has:
-//
-//	if rep != nil { return rep.TokenExpiresAt }
-func tokenExpiry(rep *statusReport, runtimeDir string) *time.Time {
-	_, _ = rep, runtimeDir
-	return nil
-}
+// tokenExpiry is t3_supervise_token_expiry_timestamp_seconds: the token's expiry horizon
+// (custom_metadata.expires_at of the user's secret, or its created_time plus --token-lifetime),
+// as the running supervisor keeps it for `status` (token_expires_at); nil: unknown.
+func (u unitReading) tokenExpiry() *time.Time { return u.Credential.TokenExpiresAt }
 
 // printUnits prints the readings in format: prom (writeProm), json (the reports of the running
 // units, as an array) or text (status for each, a line for the others).

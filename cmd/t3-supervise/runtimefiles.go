@@ -1,0 +1,89 @@
+//go:build linux
+
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// The supervisor keeps what `status` cannot see in cgroupfs or /proc in its runtime directory
+// (RuntimeDirectory=t3-supervise/%i, the unit user's, removed by systemd on stop), one file per
+// concern, each rewritten whole by writeFileAtomic and read back by readRuntimeJSON:
+//
+//	kills.json       the last kills (killRecord), healthState
+//	activity.json    the agents' activity verdict (activityRecord), activityState, every sample
+//	credential.json  the token: source, KV version, expiry (credentialState), expiryWatch
+//	state.json       probe, pressure kills, Vault failures, version (supervisorState), healthState
+//
+// Each has one writer in the supervisor, so no file needs a lock; each field lives in one file
+// only (the token's source and KV version are credential.json's).
+
+// maxRuntimeFile bounds what `status` reads of any of them: the largest, activity.json, is about
+// 150 bytes per agent leaf; kills.json is ten records with trimmed command lines (maxKillsFile).
+const maxRuntimeFile = 1 << 20
+
+// writeAtomic replaces path with data: a temporary file in the same directory, fsync, rename(2),
+// so that a reader (node_exporter's textfile collector, `status`) sees the old file or the new
+// one, never half of one, and a crash right after leaves the new one on disk.
+func writeAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	// The rename itself is durable once the directory is (fsync(2): "Calling fsync() does not
+	// necessarily ensure that the entry in the directory containing the file has also reached
+	// disk").
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// writeFileAtomic replaces path with v as JSON (writeAtomic), so a reader never sees half a file.
+func writeFileAtomic(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	// 0600: the victims' command lines are the user's business (a prompt or a path can be in
+	// them); root's fleet tooling reads the files anyway, and so does the user's own `status`.
+	return writeAtomic(path, append(b, '\n'), 0o600)
+}
+
+// readRuntimeJSON reads the supervisor's file name in its runtime directory dir into v: the one
+// reader of those files, for `status`, which may run as root while the directory is the unit's
+// user's (uid). It reads through readUserFile (STYLE.md 14: no symlink, no FIFO, only a regular
+// file owned by uid, at most maxRuntimeFile bytes); a missing file is fs.ErrNotExist.
+func readRuntimeJSON(dir, name string, uid int, v any) error {
+	b, err := readUserFile(dir, name, uid, maxRuntimeFile)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(dir, name), err)
+	}
+	return nil
+}
