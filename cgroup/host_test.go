@@ -579,16 +579,7 @@ func TestGuardRestoresLimitsOnTheHost(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	w.guardLimits(ctx)
-	restored := map[string]LimitRestored{}
-	for len(w.out) > 0 {
-		switch e := (<-w.out).(type) {
-		case LimitRestored:
-			restored[e.File] = e
-		case Warning:
-			t.Errorf("warning: %v", e.Err)
-		}
-	}
+	restored := guardOnce(ctx, t, w)
 	want := map[string]string{
 		WorkloadDir + "/memory.max":      "536870912",
 		WorkloadDir + "/memory.swap.max": "0",
@@ -658,16 +649,7 @@ func guardCoreFilesOnHost(t *testing.T, tree *Tree) {
 			t.Fatal(err)
 		}
 	}
-	w.guardLimits(ctx)
-	restored := map[string]LimitRestored{}
-	for len(w.out) > 0 {
-		switch e := (<-w.out).(type) {
-		case LimitRestored:
-			restored[e.File] = e
-		case Warning:
-			t.Errorf("warning: %v", e.Err)
-		}
-	}
+	restored := guardOnce(ctx, t, w)
 	for _, s := range plan {
 		f := path.Join(s.Dir, s.File)
 		if e, ok := restored[f]; !ok || e.Found != "max" || e.Restored != s.Value {
@@ -682,4 +664,21 @@ func guardCoreFilesOnHost(t *testing.T, tree *Tree) {
 	if len(w.out) != 0 {
 		t.Errorf("a second look reported %v", <-w.out)
 	}
+}
+
+// guardOnce runs one look of the limit guard and returns what it restored, by file; a warning
+// fails the test.
+func guardOnce(ctx context.Context, t *testing.T, w *watcher) map[string]LimitRestored {
+	t.Helper()
+	w.guardLimits(ctx)
+	restored := map[string]LimitRestored{}
+	for len(w.out) > 0 {
+		switch e := (<-w.out).(type) {
+		case LimitRestored:
+			restored[e.File] = e
+		case Warning:
+			t.Errorf("warning: %v", e.Err)
+		}
+	}
+	return restored
 }
