@@ -87,6 +87,7 @@ test-vm: build tools node
 	test/vm/e2e escape
 	test/vm/e2e claude
 	test/vm/e2e metrics
+	test/vm/e2e upgrade
 	test/vm/e2e soak
 	test/vm/e2e isolation
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -47,6 +48,46 @@ func (StrayKilled) cgroupEvent() {}
 // gets a memory.max (Plan) so that what an escapee can take before that look is bounded.
 // Empty cgroups the supervisor did not make are removed.
 
+// expectedChild is a short-lived child the supervisor itself runs in supervisor/ (the upgrade's
+// `version` probe of a new binary, cmd/t3-supervise/upgrade.go).
+type expectedChild struct {
+	ppid int
+	exe  [][2]uint64 // (dev, ino) of the files it may execute: the supervisor's before execve, the probed one after
+}
+
+// ExpectChild lets a child of supervisorPID that executes one of files stay in supervisor/
+// until done is called; the police kills any other process there. The supervisor calls it
+// before it starts the child, so that no look in between finds it unexpected. An escapee
+// would have to be the supervisor's child (an orphan it reaped as subreaper), run one of those
+// files and do it in that window (one probe per upgrade, at most 10 s).
+func (t *Tree) ExpectChild(supervisorPID int, files ...string) (done func()) {
+	e := &expectedChild{ppid: supervisorPID}
+	for _, f := range files {
+		var st unix.Stat_t
+		if unix.Stat(f, &st) == nil {
+			e.exe = append(e.exe, [2]uint64{uint64(st.Dev), st.Ino})
+		}
+	}
+	t.expect.Store(e)
+	return func() { t.expect.CompareAndSwap(e, nil) }
+}
+
+// expected says whether pid is the child ExpectChild allows.
+func (t *Tree) expected(pid int) bool {
+	e := t.expect.Load()
+	if e == nil {
+		return false
+	}
+	if st, err := readProcStat(pid); err != nil || st.PPID != e.ppid {
+		return false
+	}
+	var st unix.Stat_t
+	if unix.Stat("/proc/"+strconv.Itoa(pid)+"/exe", &st) != nil {
+		return false
+	}
+	return slices.Contains(e.exe, [2]uint64{uint64(st.Dev), st.Ino})
+}
+
 // police kills processes where they do not belong.
 func (w *watcher) police(ctx context.Context) {
 	if w.cfg.SupervisorPID <= 0 {
@@ -54,7 +95,7 @@ func (w *watcher) police(ctx context.Context) {
 	}
 	pids, _ := w.t.procs(SupervisorDir)
 	for _, pid := range pids {
-		if pid != w.cfg.SupervisorPID {
+		if pid != w.cfg.SupervisorPID && !w.t.expected(pid) {
 			w.killStray(ctx, pid, SupervisorDir)
 		}
 	}

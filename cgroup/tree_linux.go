@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/cgroups/v3/cgroup2"
@@ -65,6 +66,8 @@ type Tree struct {
 	Mount string // the unified hierarchy's mount point
 	Base  string // the unit's cgroup, relative to Mount, e.g. "/system.slice/t3-supervise@alice.service"
 	fake  bool
+
+	expect atomic.Pointer[expectedChild] // a child of the supervisor that may be in supervisor/ (ExpectChild)
 }
 
 // Dir is the absolute path of dir (relative to the unit's cgroup).

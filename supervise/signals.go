@@ -14,6 +14,9 @@ type Signals struct {
 	Stop <-chan os.Signal
 	// Reload receives SIGHUP: re-read credentials. It is not for the child (see the caller).
 	Reload <-chan os.Signal
+	// Upgrade receives SIGUSR2 (the unit's ExecReload=, systemctl reload): an operator asks for
+	// a restart onto the installed binary the next time the user is idle. Not for the child either.
+	Upgrade <-chan os.Signal
 	// Child receives SIGCHLD, on which a subreaper reaps its orphans.
 	Child <-chan os.Signal
 
@@ -28,11 +31,15 @@ type Signals struct {
 func Notify() *Signals {
 	stop := make(chan os.Signal, 2)
 	reload := make(chan os.Signal, 1)
+	upgrade := make(chan os.Signal, 1)
 	child := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
 	signal.Notify(reload, syscall.SIGHUP)
+	// Subscribed with the others, before anything slow: SIGUSR2's default action ends the
+	// process (signal(7)), and a reload must never be what kills a supervisor.
+	signal.Notify(upgrade, syscall.SIGUSR2)
 	signal.Notify(child, syscall.SIGCHLD)
-	return &Signals{Stop: stop, Reload: reload, Child: child, chans: []chan os.Signal{stop, reload, child}}
+	return &Signals{Stop: stop, Reload: reload, Upgrade: upgrade, Child: child, chans: []chan os.Signal{stop, reload, upgrade, child}}
 }
 
 // Close ends the subscription; the signals get their default behaviour back.

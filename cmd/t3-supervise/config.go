@@ -46,6 +46,7 @@ type config struct {
 	RuntimeDir  string // $RUNTIME_DIRECTORY: where the last kills are kept for `status`
 	Rotation    rotationConfig
 	Activity    cgroup.ActivityPolicy // when the agents are busy: the when-idle gate and status
+	Upgrade     string                // --restart-on-upgrade: when-idle or never (upgrade.go)
 	// TokenLifetime: a token without custom_metadata.expires_at expires this long after its KV
 	// version was written.
 	TokenLifetime time.Duration
@@ -156,7 +157,8 @@ func flagSet(c *config, rawEnvAllow *[]string, extraEnvAllow *[]string, tokenFil
 	fs.DurationVar(&c.Health.LivenessWindow, "liveness-window", time.Minute, "stop t3 and exit 75 after it answered no probe for this long (0: never)")
 	fs.DurationVar(&c.Rotation.Interval, "refresh-interval", time.Hour, "re-read the token from Vault this often (each user at its own offset), at least "+refreshFloor+"; SIGHUP re-reads at once; 0: never")
 	fs.StringVar(&c.Rotation.Restart, "restart-on-rotation", "never", "when the token in Vault changes: never (t3 keeps the old one until it restarts), when-idle (once the agents have been idle for --rotation-idle, see --busy-cpu), always; a restart is an exit 76 for systemd to restart the unit")
-	fs.DurationVar(&c.Rotation.Idle, "rotation-idle", 5*time.Minute, "for --restart-on-rotation=when-idle: how long the agents must have been idle (see --busy-cpu)")
+	fs.DurationVar(&c.Rotation.Idle, "rotation-idle", 5*time.Minute, "for --restart-on-rotation=when-idle and --restart-on-upgrade=when-idle: how long the agents must have been idle (see --busy-cpu)")
+	fs.StringVar(&c.Upgrade, "restart-on-upgrade", "when-idle", "when the t3-supervise binary is replaced (a package upgrade): when-idle (once the agents have been idle for --rotation-idle, see --busy-cpu), never (only when asked: systemctl reload); a restart is an exit 73 for systemd to start the new binary")
 	fs.DurationVar(&c.Activity.CPU, "busy-cpu", cgroup.DefaultActivity.CPU, "the agents are busy while one agent's leaf, seen for --busy-min-age, used more CPU time than this in the last --busy-window (cpu.stat)")
 	fs.DurationVar(&c.Activity.Window, "busy-window", cgroup.DefaultActivity.Window, "see --busy-cpu")
 	fs.DurationVar(&c.Activity.MinAge, "busy-min-age", cgroup.DefaultActivity.MinAge, "leaves seen for less than this do not count as busy (T3's account probe), and hold a when-idle restart back")
@@ -228,6 +230,13 @@ func parseConfig(args []string, environ []string, stderr io.Writer) (*config, er
 	case "never", "when-idle", "always":
 	default:
 		return nil, usageError{fmt.Errorf("--restart-on-rotation %q: want never, when-idle or always", c.Rotation.Restart)}
+	}
+	switch c.Upgrade {
+	case "never", "when-idle":
+	default:
+		// No "always": the promise is that an upgrade never kills a busy session. An operator
+		// who wants that runs systemctl restart.
+		return nil, usageError{fmt.Errorf("--restart-on-upgrade %q: want when-idle or never", c.Upgrade)}
 	}
 	if c.Rotation.Interval < 0 || c.Rotation.Idle < 0 {
 		return nil, usageError{fmt.Errorf("--refresh-interval and --rotation-idle must not be negative")}

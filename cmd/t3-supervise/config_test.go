@@ -35,7 +35,7 @@ func TestHelpDocumentsEverything(t *testing.T) {
 		}
 	}
 	for _, code := range []int{exitUsage, exitCredInvalid, exitCredUnavailable, exitInternal, exitCgroup,
-		exitT3Exited, exitUnresponsive, exitRotated, exitCredDenied, exitConfig, exitNotExecutable, exitNotFound} {
+		exitT3Exited, exitUnresponsive, exitRotated, exitCredDenied, exitConfig, exitNotExecutable, exitNotFound, exitUpgrade} {
 		if !strings.Contains(help, "\n  "+strconv.Itoa(code)+" ") {
 			t.Errorf("--help does not document exit code %d", code)
 		}

@@ -145,6 +145,26 @@ func fakeT3(mode string) int {
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
 		signal.Notify(sigs, syscall.SIGHUP)
+	case "agent": // an agent at work: uses CPU (busy is judged by CPU time) until a signal ends it
+		signal.Notify(sigs, syscall.SIGTERM)
+		go func() { // about half a core: 50 ms of work, 50 ms of rest
+			for {
+				for end := time.Now().Add(50 * time.Millisecond); time.Now().Before(end); {
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+		<-sigs
+		return 0
+	case "serve-agent": // a server with one agent at work (its child), until SIGTERM
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "T3_FAKE_MODE=agent", "T3_FAKE_OUT="+out+".agent")
+		if err := cmd.Start(); err != nil {
+			return 98
+		}
+		note(fmt.Sprintf("agent %d", cmd.Process.Pid))
+		go cmd.Wait() // reaped when it ends: a zombie would still count as a descendant
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
 	case "orphan": // leaves a setsid'd grandchild that ignores SIGTERM, then serves
 		cmd := exec.Command(os.Args[0])
 		cmd.Env = append(os.Environ(), "T3_FAKE_MODE=ignore-term", "T3_FAKE_OUT="+out+".grandchild")
@@ -388,6 +408,11 @@ func (w *world) killReported() {
 		syscall.Kill(r.Pid, syscall.SIGKILL)
 	}
 	for _, n := range notes {
+		if pid, ok := strings.CutPrefix(n, "agent "); ok {
+			if p, err := strconv.Atoi(pid); err == nil {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+		}
 		if pid, ok := strings.CutPrefix(n, "grandchild "); ok {
 			if p, err := strconv.Atoi(pid); err == nil {
 				syscall.Kill(p, syscall.SIGKILL)

@@ -74,6 +74,12 @@ var (
 	evCredExpiring      = eventKind{"credential_expiring", "75a5e038b07641b993ab464904ba032e", journal.PriWarning}
 	evCredExpired       = eventKind{"credential_expired", "e2c61b7ca0e349fa9938ec3c258efc90", journal.PriErr}
 	evCredExpiryInvalid = eventKind{"credential_expiry_invalid", "b91fa5d6dba649ef824ba955ceb47f25", journal.PriWarning}
+	evBinaryReplaced    = eventKind{"binary_replaced", "7fcb966e74074e2c8ca9f7dd394f3cf9", journal.PriNotice}
+	evBinaryRemoved     = eventKind{"binary_removed", "bfc1787baee24a93b127690e1be9cdc2", journal.PriWarning}
+	evUpgradeRequested  = eventKind{"upgrade_requested", "6e6370c1d00f43cf9f04199e506de8b4", journal.PriNotice}
+	evUpgradePending    = eventKind{"upgrade_pending", "c4225479d0eb4063ba00f473d91fdcf4", journal.PriInfo}
+	evUpgradeRefused    = eventKind{"upgrade_refused", "cfcb988a638a4ce98dd3e15202cfa785", journal.PriErr}
+	evUpgradeRestart    = eventKind{"upgrade_restart", "da05b75173c44ebdab2c5b19f9a5e745", journal.PriNotice}
 )
 
 // eventKinds lists every kind, for the catalog test and the --help text.
@@ -86,6 +92,7 @@ var eventKinds = []eventKind{
 	evProbeFailed, evUnresponsive, evCredRotated, evRefreshFailed, evRefreshRecovered, evRotationRestart,
 	evPressureOff, evStrayKilled, evServerFound, evLimitRestored,
 	evCredExpiring, evCredExpired, evCredExpiryInvalid,
+	evBinaryReplaced, evBinaryRemoved, evUpgradeRequested, evUpgradePending, evUpgradeRefused, evUpgradeRestart,
 }
 
 // fields are an event's structured journald fields beyond the common ones. Names follow

@@ -21,6 +21,7 @@ const (
 	exitCredUnavailable = 69 // EX_UNAVAILABLE: Vault unreachable, sealed, slow or failing, and no fallback
 	exitInternal        = 70 // EX_SOFTWARE: a bug; please report it
 	exitCgroup          = 71 // EX_OSERR: the cgroup subtree cannot be set up (not v2, not delegated, ...)
+	exitUpgrade         = 73 // the binary was replaced (or a reload asked) and the user was idle: restart onto it
 	exitT3Exited        = 74 // t3 exited unasked with 0 or a code in 64-78; its own code is in child_exited
 	exitUnresponsive    = 75 // EX_TEMPFAIL: the server stopped answering and was stopped; restart it
 	exitRotated         = 76 // the token changed and --restart-on-rotation asked for a restart
@@ -59,6 +60,9 @@ const exitCodeHelp = `EXIT STATUS
   69       credential: Vault unreachable, sealed, slow or failing, and no earlier token is materialized
   70       internal error
   71       cgroup: the cgroup v2 subtree cannot be set up (see the message: Delegate=yes, ...)
+  73       upgrade: the t3-supervise binary was replaced (a package upgrade) or systemctl reload
+           asked, and the agents had been idle for --rotation-idle: t3 was stopped for systemd
+           to start the unit again on the installed binary (the unit counts it a success)
   74       t3 exited without being asked to, with 0 or a code in 64-78 (which would read as
            success or as one of the codes here); its own code is in the child_exited event
   75       the server stopped answering and was stopped (systemd should restart the unit)

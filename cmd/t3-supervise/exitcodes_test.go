@@ -24,7 +24,7 @@ var exitConstants = map[string]int{
 	"exitCredUnavailable": exitCredUnavailable, "exitInternal": exitInternal, "exitCgroup": exitCgroup,
 	"exitT3Exited": exitT3Exited, "exitUnresponsive": exitUnresponsive, "exitRotated": exitRotated,
 	"exitCredDenied": exitCredDenied, "exitConfig": exitConfig, "exitNotExecutable": exitNotExecutable,
-	"exitNotFound": exitNotFound,
+	"exitNotFound": exitNotFound, "exitUpgrade": exitUpgrade,
 }
 
 // usesOutsideDeclaration counts, per name, the identifiers of the package's non-test files that
@@ -113,7 +113,7 @@ func TestExitStatusHelpIsTrue(t *testing.T) {
 		}
 	}
 	// The 74 line: t3's own 0 and 64-78, unasked.
-	for _, c := range append([]int{0}, 64, 65, 69, 70, 71, 74, 75, 76, 77, 78) {
+	for _, c := range append([]int{0}, 64, 65, 69, 70, 71, 73, 74, 75, 76, 77, 78) {
 		if got := exitStatusFor(supervise.Exit{Code: c}, false); got != exitT3Exited {
 			t.Errorf("t3's own exit %d becomes %d, want %d", c, got, exitT3Exited)
 		}

@@ -55,7 +55,20 @@ USAGE
   every interface) and port, and WATCHDOG=1 after every answer; with WatchdogSec= set and no
   port to probe it refuses to start (exit 78) rather than let the watchdog kill the unit.
 
+  Upgrades never kill a busy session. When the file at the supervisor's own path is replaced
+  (dpkg installs a new /usr/bin/t3-supervise by rename; the package restarts no unit), t3 and
+  its agents keep running on the old binary, and the supervisor moves to the new one the next
+  time its user is idle: the agents have been idle by CPU time (--busy-cpu) for
+  --rotation-idle, the idle of --restart-on-rotation=when-idle. It checks the path every 5 s, waits for dpkg to finish
+  configuring the package (its postinst reloads systemd, so the unit restarts on the new unit
+  file too), runs the new binary's version command (a binary that cannot run is refused),
+  stops t3 as for a stop and exits 73, which systemd restarts, so NRestarts counts the move. systemctl reload (SIGUSR2) asks for the
+  same move, with or without a new binary; systemctl restart moves a busy unit at once and
+  kills its agents. t3-supervise status shows binary_stale, running_version and
+  installed_version.
+
   t3-supervise status [--user USER] [--json] shows a running unit's tree; see status --help.
+  t3-supervise version prints the version of this binary.
 
 FLAGS
 `
@@ -97,6 +110,9 @@ SIGNALS
                    spawned; exit 0 when that stop ended it
   SIGHUP           the token is re-read from Vault at once; t3 is not signalled (Node dies of
                    a SIGHUP it does not handle, and t3 has no handler)
+  SIGUSR2          systemctl reload (the unit's ExecReload=): restart onto the installed binary
+                   and the unit's current settings the next time the user is idle (exit 73),
+                   never while agents work; t3 is not signalled
   SIGPIPE          caught: a write to a closed stdout or stderr fails instead of ending the
                    supervisor (a log pipe that went away)
   Whatever ends the supervisor, SIGKILL included, t3 gets SIGKILL from the kernel

@@ -44,7 +44,8 @@ var (
 	mVaultFail = desc("vault_refresh_failures_total", "Failed re-reads of the token from Vault (a failed read at start counts as one); restarts from 0 with the unit.")
 	mVaultDown = desc("vault_refresh_failing", "1 from a failed re-read of the token until Vault answers again.")
 	mRenewFail = desc("vault_token_renew_failures_total", "Failed renewals of the supervisor's periodic Vault token; restarts from 0 with the unit.")
-	mBuild     = desc("build_info", "The running supervisor's version (not necessarily the installed binary's: a running unit keeps its binary until it restarts).", "version", "goversion")
+	mBuild     = desc("build_info", "The running supervisor's version (not necessarily the installed binary's: a running unit moves to an upgraded binary when its user is idle).", "version", "goversion")
+	mStale     = desc("binary_stale", "1 while the supervisor runs another binary than the one installed at its path (an upgrade it has not moved to yet: it moves when its user is idle, or when reloaded with --restart-on-upgrade=never). Absent when its binary cannot be told.")
 )
 
 // The ActiveState values of systemd's units (systemd/src/basic/unit-def.c, unit_active_state_table).
@@ -131,6 +132,11 @@ func collectUnit(ch chan<- prometheus.Metric, u unitReading) {
 		counter(mOOM, float64(rep.Workload.Events.OOMKill))
 		if t, ok := lastKill(rep.LastKills); ok {
 			gauge(mLastKill, seconds(t))
+		}
+		// status --json's binary_stale: the kernel's answer (readBinaryState), so a unit that
+		// stays on the old binary long after an upgrade (always busy, or never) can be alerted on.
+		if b := rep.BinaryState; b != nil {
+			gauge(mStale, b2f(b.BinaryStale))
 		}
 	}
 	if c := u.Credential; c.TokenSource != "" {

@@ -40,7 +40,10 @@ func sampleReadings() []unitReading {
 				AgentsHigh: "12884901888",
 				Agents:     []cgroup.AgentStatus{{Leaf: "a1"}, {Leaf: "a2"}},
 				Busy:       true,
-			}, LastKills: []killRecord{{Time: kill.Add(-time.Hour)}, {Time: kill}}},
+			}, LastKills: []killRecord{{Time: kill.Add(-time.Hour)}, {Time: kill}},
+				// Upgraded under a busy user: the move waits.
+				BinaryState: &BinaryState{Binary: "/usr/bin/t3-supervise", RunningVersion: "1.2.3-1", InstalledVersion: "1.2.4-1",
+					BinaryStale: true, UpgradePending: true, RestartOnUpgrade: "when-idle"}},
 			Credential: credentialState{TokenSource: creds.FromVault, KVVersion: 3, TokenExpiresAt: &expires, TokenExpirySource: "custom_metadata"},
 			State: &supervisorState{Schema: 1, Version: "1.2.3-1", GoVersion: "go1.26.8", Started: kill.Add(-24 * time.Hour),
 				Ready: true, Answering: true,
@@ -58,7 +61,8 @@ func sampleReadings() []unitReading {
 			Systemd: &unitSystemd{ActiveState: "active", SubState: "running"},
 			Report: &statusReport{User: "carol", Status: &cgroup.Status{
 				Server: &cgroup.ProcInfo{PID: 11}, Workload: cgroup.Memory{Current: 1 << 20, Max: "max"}, AgentsHigh: "max",
-			}, LastKills: []killRecord{}},
+			}, LastKills: []killRecord{},
+				BinaryState: &BinaryState{Binary: "/usr/bin/t3-supervise", RunningVersion: "1.2.2-1", RestartOnUpgrade: "when-idle"}},
 			Credential: credentialState{TokenSource: creds.FromFallback},
 			State: &supervisorState{Schema: 1, Version: "1.2.2-1\"\n{evil}", GoVersion: "go1.26.8", Started: kill,
 				Ready: true, Answering: false, VaultRefreshFailures: 1, VaultFailing: true},
@@ -328,7 +332,7 @@ func TestStatusAllPromOutput(t *testing.T) {
 		{"t3_supervise_unit_state", "bob", []string{"state", "failed"}, 1},
 		{"t3_supervise_server_up", "bob", nil, 0},
 	})
-	if _, err := value(mfs, "t3_supervise_build_info", "alice", "version", binaryVersion()); err != nil {
+	if _, err := value(mfs, "t3_supervise_build_info", "alice", "version", buildVersion()); err != nil {
 		t.Error(err)
 	}
 
@@ -384,7 +388,7 @@ func TestStateFile(t *testing.T) {
 		state: newSupervisorState(true, time.Now())}
 	h.saveState(func(*supervisorState) {})
 	st := readState(dir, os.Getuid())
-	if st == nil || !st.VaultFailing || st.VaultRefreshFailures != 1 || st.Version != binaryVersion() {
+	if st == nil || !st.VaultFailing || st.VaultRefreshFailures != 1 || st.Version != buildVersion() {
 		t.Fatalf("at start on the fallback: %+v", st)
 	}
 	h.noteEvent(cgroup.PressureKill{Victim: cgroup.Victim{PID: 1}, Signal: "SIGTERM"})

@@ -30,7 +30,7 @@ type rotation struct {
 	current  creds.Secret
 	version  int
 	pending  bool      // a change waits for the restart policy
-	idleFrom time.Time // when-idle: since when the agents are idle
+	idleGate idleGate  // when-idle: since when the agents are idle
 	last     time.Time // when the last re-read started
 	next     time.Time // when the timer was last set to fire
 
@@ -60,7 +60,7 @@ func newRotation(cfg *config, p *plan) *rotation {
 	r := &rotation{
 		cfg: cfg, client: p.client, sched: creds.NewSchedule(cfg.User, cfg.Rotation.Interval),
 		results: make(chan refreshResult, 1), current: p.decision.Inject, version: p.Credential.Version,
-		confirmAfter: optOutConfirmDelay,
+		confirmAfter: optOutConfirmDelay, idleGate: idleGate{Need: cfg.Rotation.Idle},
 	}
 	r.backoff = creds.Backoff{Base: 15 * time.Second, Cap: max(r.sched.Interval, 15*time.Second)}
 	r.timer = time.NewTimer(time.Hour)
@@ -172,11 +172,8 @@ func (r *rotation) policyNote() string {
 }
 
 // restartDue says whether a pending change should restart t3 now, given the agents' activity
-// as last judged (cgroup.Judge). For when-idle the agents must have been idle (no active leaf)
-// for --rotation-idle; a leaf too young to judge (T3's account probe, or a session just opened)
-// holds the restart back while it lasts but does not restart the idle clock: the probe comes
-// every 5 minutes, as long as the default --rotation-idle, and would otherwise keep it from
-// ever running out.
+// as last judged (cgroup.Judge). For when-idle the agents must have been idle for
+// --rotation-idle, by idleGate's definition (young leaves hold the restart back).
 func (r *rotation) restartDue(now time.Time, act cgroup.Verdict) bool {
 	if !r.pending {
 		return false
@@ -185,14 +182,41 @@ func (r *rotation) restartDue(now time.Time, act cgroup.Verdict) bool {
 	case "always":
 		return true
 	case "when-idle":
-		if act.Busy {
-			r.idleFrom = time.Time{}
-			return false
-		}
-		if r.idleFrom.IsZero() {
-			r.idleFrom = now
-		}
-		return act.Young == 0 && now.Sub(r.idleFrom) >= r.cfg.Rotation.Idle
+		return r.idleGate.Idle(now, act)
 	}
 	return false
+}
+
+// idleGate is the one definition of an idle user, shared by --restart-on-rotation=when-idle and
+// the move to an upgraded binary (upgrade.go): the agents have been idle (no active leaf, by
+// cgroup.Judge and --busy-cpu) for Need, and no leaf is too young to judge. It takes one verdict
+// at a time, each with its time, so that a table test drives it with its own clock.
+type idleGate struct {
+	Need time.Duration
+	from time.Time // since when the agents are idle; zero while busy or before the first reading
+}
+
+// Idle takes a verdict and says whether the user has now been idle for at least Need. The idle
+// time counts from the first idle verdict: a gate fed from the start of the run knows how long
+// the user has been idle before a question came up. A busy verdict restarts the clock; a young
+// leaf (T3's account probe, or a session just opened) holds the answer back while it lasts but
+// does not restart the clock: the probe comes every 5 minutes, as long as the default
+// --rotation-idle, and would otherwise keep the clock from ever running out.
+func (g *idleGate) Idle(now time.Time, act cgroup.Verdict) bool {
+	if act.Busy {
+		g.from = time.Time{}
+		return false
+	}
+	if g.from.IsZero() {
+		g.from = now
+	}
+	return act.Young == 0 && now.Sub(g.from) >= g.Need
+}
+
+// IdleFor is how long the user has been idle as of now (0 while busy or before any reading).
+func (g *idleGate) IdleFor(now time.Time) time.Duration {
+	if g.from.IsZero() {
+		return 0
+	}
+	return now.Sub(g.from)
 }

@@ -23,6 +23,11 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr *o
 	if len(args) > 0 && args[0] == "status" {
 		return runStatus(args[1:], stdout, stderr)
 	}
+	// Only the subcommand, no --version: a copy of this binary found under an agent's name
+	// (PATH after the shim) must not answer T3's `claude --version` probe as if it were claude.
+	if len(args) == 1 && args[0] == "version" {
+		return runVersion(stdout)
+	}
 	cfg, err := parseConfig(args, environ, stderr)
 	if errors.Is(err, pflag.ErrHelp) {
 		printHelp(stdout)
@@ -109,7 +114,7 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr *o
 
 // serve carries out the plan and watches the child until it ends.
 func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervise.Signals) int {
-	ev.emit(evStarting, fields{"T3_ARGV": fmt.Sprint(p.Argv)}, "starting %s for %s", p.Argv[0], cfg.User)
+	ev.emit(evStarting, fields{"T3_ARGV": fmt.Sprint(p.Argv), "T3_VERSION": buildVersion()}, "t3-supervise %s starting %s for %s", buildVersion(), p.Argv[0], cfg.User)
 	if err := applyEnvFile(cfg, p, ev); err != nil {
 		// The token is resolved and the child gets it in its environment; only the user's other
 		// sessions miss the file. Not a reason to keep the server down.
@@ -172,16 +177,45 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 	probeResults := hs.startProber(watchCtx, cfg)
 
 	rot := newRotation(cfg, p)
+	up := newUpgrader(cfg)
+	up.tree = tree
+	if up.disabled != nil {
+		ev.emit(evInternal, nil, "not watching for upgrades: %v", up.disabled)
+	}
+	up.publish(ev)
+	tick, err := time.ParseDuration(upgradeTick)
+	if err != nil || tick <= 0 {
+		ev.emit(evInternal, nil, "upgradeTick %q (set at build time): %v", upgradeTick, err)
+		tick = 5 * time.Second
+	}
+	// The upgrade check has a ticker of its own (tests shorten it); it reads the activity
+	// sampler's last verdict rather than sampling again.
+	upgradeTicker := time.NewTicker(tick)
+	defer upgradeTicker.Stop()
 	idleTick := time.NewTicker(activityInterval)
 	defer idleTick.Stop()
 	act := newActivityState(cfg, tree, child.Pid())
 	act.sample(ev, time.Now())
+	// The idle clock starts with the server: a user idle since the start has been idle that long
+	// when the package is upgraded, not only since the first tick.
+	up.gate.Idle.Idle(time.Now(), act.verdict())
 	restart := func() int {
 		ev.emit(evRotationRestart, fields{"T3_PID": pid, "T3_EXIT_CODE": fmt.Sprint(exitRotated)},
 			"stopping t3 (pid %s) so that systemd restarts it with the new token", pid)
 		r := child.Stop(cfg.StopTimeout)
 		ev.emit(evStopped, exitFields(pid, r.Exit), "stopped in %v: %v", r.Took.Round(1e6), r.Exit)
 		return exitRotated
+	}
+	upgrade := func(now time.Time) int {
+		ev.emit(evUpgradeRestart, up.restartFields(pid, now),
+			"stopping t3 (pid %s; the agents have been idle for %v) so that systemd starts the unit again on %s (%s, this is %s)",
+			pid, up.gate.Idle.IdleFor(now).Round(time.Second), up.path, up.installedVersion(), buildVersion())
+		r := child.Stop(cfg.StopTimeout)
+		if r.Escalated {
+			ev.emit(evStopEscalated, fields{"T3_PID": pid}, "pid %s did not exit within %v; killed everything", pid, cfg.StopTimeout)
+		}
+		ev.emit(evStopped, exitFields(pid, r.Exit), "stopped in %v: %v", r.Took.Round(1e6), r.Exit)
+		return exitUpgrade
 	}
 
 	renewals := make(chan creds.Renewal, 4)
@@ -248,6 +282,13 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 		case <-expiry.C():
 			expiry.check(ev)
 			notify("STATUS=" + hs.status())
+		case now := <-upgradeTicker.C:
+			if up.observe(ev, now, act.verdict()) {
+				return upgrade(now)
+			}
+		case sig := <-sigs.Upgrade:
+			up.request(ev, sig)
+			up.publish(ev)
 		case <-sigs.Child:
 			if subreaper {
 				supervise.ReapOrphans(child.Pid())
@@ -430,6 +471,8 @@ func sigName(s os.Signal) string {
 			return "SIGQUIT"
 		case syscall.SIGKILL:
 			return "SIGKILL"
+		case syscall.SIGUSR2:
+			return "SIGUSR2"
 		}
 		return fmt.Sprintf("signal %d", int(n))
 	}

@@ -17,6 +17,7 @@ import (
 //	activity.json    the agents' activity verdict (activityRecord), activityState, every sample
 //	credential.json  the token: source, KV version, expiry (credentialState), expiryWatch
 //	state.json       probe, pressure kills, Vault failures, version (supervisorState), healthState
+//	binary.json      the binary it runs, stale, a pending move (BinaryState), upgrader
 //
 // Each has one writer in the supervisor, so no file needs a lock; each field lives in one file
 // only (the token's source and KV version are credential.json's).

@@ -4,7 +4,6 @@ package main
 
 import (
 	"runtime"
-	"runtime/debug"
 	"time"
 )
 
@@ -40,22 +39,8 @@ type supervisorState struct {
 	VaultRenewFailures   uint64 `json:"vault_renew_failures"`
 }
 
-// version is the package version, set at build time (Makefile: -X main.version=...); a build
-// without it reports the module version Go recorded, "(devel)" for a plain go build.
-var version string
-
-func binaryVersion() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "unknown"
-}
-
 func newSupervisorState(fallback bool, now time.Time) supervisorState {
-	s := supervisorState{Schema: 1, Version: binaryVersion(), GoVersion: runtime.Version(), Started: now}
+	s := supervisorState{Schema: 1, Version: buildVersion(), GoVersion: runtime.Version(), Started: now}
 	if fallback {
 		// Vault failed at start and the materialized token covers it: that outage is on until
 		// a re-read succeeds.

@@ -45,6 +45,9 @@ type statusReport struct {
 	// The token: token_source, kv_version, token_expires_at, token_expiry_source, as the
 	// supervisor last knew them (expiry.go).
 	credentialState
+	// The binary fields (binary, binary_stale, running_version, installed_version, ...):
+	// absent when the supervisor's binary cannot be told.
+	*BinaryState
 }
 
 // killRecord is one kill, as the supervisor keeps them in its runtime directory.
@@ -78,6 +81,11 @@ USAGE
   it: token_source, kv_version, token_expires_at (RFC 3339, null when unknown) and
   token_expiry_source (custom_metadata, created_time, or "" when unknown).
 
+  "binary_stale" is true while the supervisor runs an older binary than the one installed at
+  its path ("binary"; a package upgrade it has not moved to yet), "running_version" and
+  "installed_version" say which; "upgrade_pending" that it moves when the user is idle, and
+  "upgrade_requested" that an operator asked (systemctl reload).
+
 BUSY AND IDLE
   Busy means activity, not presence: T3 keeps one claude per open session, idle ones included,
   and runs an account probe (claude --version, then a short SDK session) every 5 minutes. The
@@ -94,7 +102,8 @@ BUSY AND IDLE
   and a tool that only waits (sleep, a slow network) use too little CPU to count. Without a fresh verdict (no runtime directory, a sample
   older than 20s), "busy" falls back to presence (any process in an agent leaf) and
   "busy_basis" says "presence". --restart-on-rotation=when-idle restarts t3 once the agents
-  have been idle for --rotation-idle, and not while a leaf younger than --busy-min-age is there.
+  have been idle for --rotation-idle, and not while a leaf younger than --busy-min-age is there;
+  --restart-on-upgrade=when-idle moves to an upgraded binary by the same rule.
 
   The JSON form is stable (fields are only ever added; "schema" is 1); docs/status.md describes
   every field.
@@ -285,6 +294,9 @@ func readUnit(userName string, uid int, tree *cgroup.Tree, runtimeDir string) (*
 		rep.LastKillsError = err.Error()
 	}
 	applyActivity(rep, runtimeDir, uid, time.Now())
+	if st.Supervisor != nil {
+		rep.BinaryState = readBinaryState(runtimeDir, uid, st.Supervisor.PID)
+	}
 	return rep, nil
 }
 
@@ -410,6 +422,25 @@ func printStatus(w io.Writer, r statusReport) {
 		fmt.Fprintf(w, "%-11s pid %d %s (%s) %s  %s\n", label, p.PID, p.Comm, p.State, mib(p.RSS), trim(p.Cmdline, 60))
 	}
 	proc("supervisor", r.Supervisor)
+	if b := r.BinaryState; b != nil {
+		fmt.Fprintf(w, "%-11s %s %s", "binary", b.Binary, b.RunningVersion)
+		if b.BinaryStale {
+			installed := b.InstalledVersion
+			if installed == "" {
+				installed = "a newer file"
+			}
+			fmt.Fprintf(w, ", stale: %s is installed", installed)
+		}
+		switch {
+		case b.UpgradePending && b.UpgradeRequested:
+			fmt.Fprint(w, "; restart asked (systemctl reload), when idle")
+		case b.UpgradePending:
+			fmt.Fprint(w, "; moves to it when idle")
+		case b.BinaryStale:
+			fmt.Fprintf(w, "; waits for systemctl reload (--restart-on-upgrade=%s)", b.RestartOnUpgrade)
+		}
+		fmt.Fprintln(w)
+	}
 	proc("server", r.Server)
 	fmt.Fprintf(w, "%-11s %s of %s, peak %s; oom_kill %d, max %d\n", "workload", mib(r.Workload.Current), r.Workload.Max,
 		mib(r.Workload.Peak), r.Workload.Events.OOMKill, r.Workload.Events.Max)
