@@ -75,13 +75,13 @@ func (s *activityState) sample(ev *events, now time.Time) {
 	if err != nil && !s.warned {
 		// Once per run: the judgement goes on with what could be read.
 		s.warned = true
-		ev.emit(evCgroupWarning, nil, "reading the agents' CPU time: %v", err)
+		ev.emitf(evCgroupWarning, nil, "reading the agents' CPU time: %v", err)
 	}
 	s.observe(now, leaves)
 	if s.path != "" {
 		if err := writeFileAtomic(s.path, s.record()); err != nil && !s.warned {
 			s.warned = true
-			ev.emit(evCgroupWarning, nil, "keeping the agents' activity for status: %v", err)
+			ev.emitf(evCgroupWarning, nil, "keeping the agents' activity for status: %v", err)
 		}
 	}
 }

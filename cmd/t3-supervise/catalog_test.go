@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -103,10 +104,28 @@ func TestCatalogCoversEveryEvent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got, _ := os.ReadFile(page); string(got) != b.String() {
+	got, _ := os.ReadFile(page)
+	if string(got) != b.String() {
 		t.Errorf("docs/events.md is out of date: go test ./cmd/t3-supervise -run Catalog -update")
 	}
+	// The page's table, row by row against the kinds, both ways: the message above says that
+	// the page is stale, this says which kind it lacks or has too many.
+	rows := map[string]string{}
+	for _, m := range docRow.FindAllStringSubmatch(string(got), -1) {
+		rows[m[1]] = m[2]
+	}
+	for _, k := range eventKinds {
+		if rows[k.Name] != k.ID {
+			t.Errorf("docs/events.md: no row for %s (%s)", k.Name, k.ID)
+		}
+		delete(rows, k.Name)
+	}
+	for name := range rows {
+		t.Errorf("docs/events.md: row %s is no event kind", name)
+	}
 }
+
+var docRow = regexp.MustCompile("(?m)^\\| \\[(\\w+)\\]\\(#\\w+\\) \\| `([0-9a-f]{32})` \\|")
 
 func indexOf(entries []catalogEntry, id string) int {
 	for i, e := range entries {

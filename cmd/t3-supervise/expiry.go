@@ -120,7 +120,7 @@ func (w *expiryWatch) reportInvalid(ev *events, err error, version int) {
 }
 
 func emitExpiryInvalid(ev *events, path string, version int, err error) {
-	ev.emit(evCredExpiryInvalid, fields{"T3_VAULT_PATH": path, "T3_KV_VERSION": fmt.Sprint(version)}, "%v", err)
+	ev.emitf(evCredExpiryInvalid, fields{"T3_VAULT_PATH": path, "T3_KV_VERSION": fmt.Sprint(version)}, "%v", err)
 }
 
 // set replaces the expiry. Another token or another instant starts the notices afresh (one
@@ -154,11 +154,11 @@ func (w *expiryWatch) check(ev *events) {
 			f["T3_KV_VERSION"] = fmt.Sprint(w.version)
 		}
 		if n.Expired {
-			ev.emit(evCredExpired, f, "the token at %s expired %s (%s, from %s): agents' requests fail until a new token is put there",
+			ev.emitf(evCredExpired, f, "the token at %s expired %s (%s, from %s): agents' requests fail until a new token is put there",
 				w.path, w.exp.At.Format(time.RFC3339), ago(-n.Left), w.exp.Source)
 		} else {
 			f["T3_EXPIRY_THRESHOLD_DAYS"] = fmt.Sprint(int(n.Threshold / (24 * time.Hour)))
-			ev.emit(evCredExpiring, f, "the token at %s expires %s, in %s (from %s): put a new one there before then",
+			ev.emitf(evCredExpiring, f, "the token at %s expires %s, in %s (from %s): put a new one there before then",
 				w.path, w.exp.At.Format(time.RFC3339), left(n.Left), w.exp.Source)
 		}
 	}

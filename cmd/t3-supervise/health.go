@@ -138,19 +138,19 @@ func (h *healthState) record(ev *events, err error) (giveUp bool) {
 		h.ready.Store(true)
 		h.saveState(func(s *supervisorState) { s.Ready, s.Answering = true, true })
 		notify("READY=1\nSTATUS=" + h.status())
-		ev.emit(evServerReady, fields{"T3_PID": pid, "T3_STARTUP": time.Since(h.started).Round(time.Millisecond).String(), "T3_PROBE_URL": h.probeURL},
+		ev.emitf(evServerReady, fields{"T3_PID": pid, "T3_STARTUP": time.Since(h.started).Round(time.Millisecond).String(), "T3_PROBE_URL": h.probeURL},
 			"t3 serve (pid %s) answers GET %s after %v", pid, h.probeURL, time.Since(h.started).Round(time.Millisecond))
 	case supervise.Alive:
 		h.saveState(func(s *supervisorState) { s.Answering = true })
 		if h.failing {
 			h.failing = false
-			ev.emit(evServerReady, fields{"T3_PID": pid}, "t3 serve (pid %s) answers again", pid)
+			ev.emitf(evServerReady, fields{"T3_PID": pid}, "t3 serve (pid %s) answers again", pid)
 		}
 		notify("WATCHDOG=1\nSTATUS=" + h.status())
 	case supervise.Waiting:
 		if time.Now().After(h.deadline) {
 			n, last := h.health.Failures()
-			ev.emit(evUnresponsive, fields{"T3_PID": pid, "T3_PROBE_FAILURES": fmt.Sprint(n), "T3_EXIT_CODE": fmt.Sprint(exitUnresponsive)},
+			ev.emitf(evUnresponsive, fields{"T3_PID": pid, "T3_PROBE_FAILURES": fmt.Sprint(n), "T3_EXIT_CODE": fmt.Sprint(exitUnresponsive)},
 				"t3 serve (pid %s) did not answer within --ready-timeout %v (%d probes failed, last: %v); stopping it", pid, time.Since(h.started).Round(time.Second), n, last)
 			return true
 		}
@@ -163,7 +163,7 @@ func (h *healthState) record(ev *events, err error) (giveUp bool) {
 		h.saveState(func(s *supervisorState) { s.Answering = false })
 		if !h.failing {
 			h.failing = true
-			ev.emit(evProbeFailed, fields{"T3_PID": pid}, "t3 serve (pid %s) did not answer: %v", pid, err)
+			ev.emitf(evProbeFailed, fields{"T3_PID": pid}, "t3 serve (pid %s) did not answer: %v", pid, err)
 		}
 		notify("STATUS=" + h.status())
 	case supervise.Dead:
@@ -171,7 +171,7 @@ func (h *healthState) record(ev *events, err error) (giveUp bool) {
 		n, last := h.health.Failures()
 		f := fields{"T3_PID": pid, "T3_PROBE_FAILURES": fmt.Sprint(n), "T3_LAST_GOOD_PROBE": h.health.LastGood().UTC().Format(time.RFC3339),
 			"T3_EXIT_CODE": fmt.Sprint(exitUnresponsive)}
-		ev.emit(evUnresponsive, f, "t3 serve (pid %s) answered no probe since %s (%d failed, last: %v; %s); stopping it for systemd to restart",
+		ev.emitf(evUnresponsive, f, "t3 serve (pid %s) answered no probe since %s (%d failed, last: %v; %s); stopping it for systemd to restart",
 			pid, h.health.LastGood().Format(time.RFC3339), n, last, h.memory())
 		return true
 	}

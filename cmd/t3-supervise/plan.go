@@ -146,7 +146,7 @@ func prepare(ctx context.Context, cfg *config, ev *events) (*plan, error) {
 		return p.fail(err)
 	}
 	if msg, off := strings.CutPrefix(p.Cgroup.PressureKill, "unavailable: "); off && cfg.DryRun {
-		ev.emit(evPressureOff, nil, "%s", msg) // a real run's watch says it when it starts
+		ev.emitf(evPressureOff, nil, "%s", msg) // a real run's watch says it when it starts
 	}
 	if err := p.buildCommand(cfg, ev); err != nil {
 		return p.fail(err)
@@ -181,7 +181,7 @@ func (p *plan) resolveCredential(ctx context.Context, cfg *config, ev *events) e
 	}
 	cached, cachedErr := creds.ReadEnvFile(cfg.EnvFile)
 	if cachedErr != nil && !errors.Is(cachedErr, fs.ErrNotExist) {
-		ev.emit(evEnvFileFailed, fields{"T3_ENV_FILE": cfg.EnvFile}, "cannot use the materialized token: %v", cachedErr)
+		ev.emitf(evEnvFileFailed, fields{"T3_ENV_FILE": cfg.EnvFile}, "cannot use the materialized token: %v", cachedErr)
 	}
 	d, derr := creds.Decide(res, err, cached, cachedErr)
 	c := &p.Credential
@@ -200,7 +200,7 @@ func (p *plan) resolveCredential(ctx context.Context, cfg *config, ev *events) e
 			// A stop (SIGTERM) called the question off: not a failure; run reports the stop.
 			return re
 		}
-		ev.emit(evCredFailed, fields{"T3_VAULT_PATH": c.Path, "T3_EXIT_CODE": fmt.Sprint(re.code)},
+		ev.emitf(evCredFailed, fields{"T3_VAULT_PATH": c.Path, "T3_EXIT_CODE": fmt.Sprint(re.code)},
 			"%s", failureNote(cfg.EnvFile, cached, cachedErr, derr))
 		return re
 	}
@@ -237,13 +237,13 @@ func (p *plan) resolveCredential(ctx context.Context, cfg *config, ev *events) e
 	switch {
 	case d.Fallback != nil:
 		c.Fallback = d.Fallback.Error()
-		ev.emit(evCredFallback, f, "Vault failed (%v); using the last materialized token from %s", d.Fallback, cfg.EnvFile)
+		ev.emitf(evCredFallback, f, "Vault failed (%v); using the last materialized token from %s", d.Fallback, cfg.EnvFile)
 	case d.Outcome == creds.Found:
-		ev.emit(evCredFound, f, "token found at %s (version %d)", c.Path, c.Version)
+		ev.emitf(evCredFound, f, "token found at %s (version %d)", c.Path, c.Version)
 	case d.Outcome == creds.Deleted || d.Outcome == creds.Destroyed:
-		ev.emit(evCredDeleted, f, "the latest version of %s is %s: starting t3 on the normal credential flow", c.Path, d.Outcome)
+		ev.emitf(evCredDeleted, f, "the latest version of %s is %s: starting t3 on the normal credential flow", c.Path, d.Outcome)
 	default:
-		ev.emit(evCredOptOut, f, "no %s at %s (%s): starting t3 on the normal credential flow", cfg.Creds.Field, c.Path, d.Outcome)
+		ev.emitf(evCredOptOut, f, "no %s at %s (%s): starting t3 on the normal credential flow", cfg.Creds.Field, c.Path, d.Outcome)
 	}
 	return nil
 }
@@ -336,7 +336,7 @@ func (p *plan) buildCommand(cfg *config, ev *events) error {
 		} else {
 			p.Credential.Inherited = "dropped"
 			alsoDropped = append(alsoDropped, tokenVar)
-			ev.emit(evInheritedDropped, fields{"T3_TOKEN_FINGERPRINT": creds.NewSecret(inherited).Fingerprint()},
+			ev.emitf(evInheritedDropped, fields{"T3_TOKEN_FINGERPRINT": creds.NewSecret(inherited).Fingerprint()},
 				"an inherited %s that did not come from %s was dropped", tokenVar, p.Credential.Path)
 		}
 		// Whatever --env-allow says: let through, it would reach an opted-out user's claude,
@@ -393,7 +393,7 @@ func (p *plan) dropOutranking(env []string, ev *events) (kept, removed []string)
 		if val != "" {
 			f["T3_TOKEN_FINGERPRINT"] = creds.NewSecret(val).Fingerprint()
 		}
-		ev.emit(evOverrideDropped, f, "%s was dropped: claude would use it instead of the user's own token in %s", name, tokenVar)
+		ev.emitf(evOverrideDropped, f, "%s was dropped: claude would use it instead of the user's own token in %s", name, tokenVar)
 	}
 	return kept, removed
 }

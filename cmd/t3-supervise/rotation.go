@@ -109,7 +109,7 @@ func (r *rotation) handle(ev *events, rr refreshResult) {
 		wait := r.backoff.Next()
 		if !r.outage {
 			r.outage = true
-			ev.emit(evRefreshFailed, f, "re-reading the token failed, nothing changed, retrying with backoff (next in %v): %v", wait.Round(time.Second), rr.err)
+			ev.emitf(evRefreshFailed, f, "re-reading the token failed, nothing changed, retrying with backoff (next in %v): %v", wait.Round(time.Second), rr.err)
 		}
 		r.arm(time.Now().Add(wait))
 		return
@@ -117,7 +117,7 @@ func (r *rotation) handle(ev *events, rr refreshResult) {
 	r.lastOK = time.Now()
 	if r.outage {
 		r.outage = false
-		ev.emit(evRefreshRecovered, f, "Vault answers again after %d failed re-reads", r.backoff.Failures())
+		ev.emitf(evRefreshRecovered, f, "Vault answers again after %d failed re-reads", r.backoff.Failures())
 	}
 	r.backoff.Reset()
 	if r.sched.Enabled() {
@@ -133,10 +133,10 @@ func (r *rotation) handle(ev *events, rr refreshResult) {
 		f["T3_KV_VERSION_BEFORE"] = fmt.Sprint(r.version)
 		f["T3_TOKEN_FINGERPRINT"] = rr.res.Token.Fingerprint()
 		if _, err := creds.WriteEnvFile(r.cfg.EnvFile, rr.res.Token); err != nil {
-			ev.emit(evEnvFileFailed, fields{"T3_ENV_FILE": r.cfg.EnvFile}, "%v", err)
+			ev.emitf(evEnvFileFailed, fields{"T3_ENV_FILE": r.cfg.EnvFile}, "%v", err)
 		}
 		r.current, r.version = rr.res.Token, rr.res.Version
-		ev.emit(evCredRotated, f, "the token at %s changed (version %s -> %d); %s written; %s",
+		ev.emitf(evCredRotated, f, "the token at %s changed (version %s -> %d); %s written; %s",
 			rr.res.Path, f["T3_KV_VERSION_BEFORE"], rr.res.Version, r.cfg.EnvFile, r.policyNote())
 		r.pending = r.cfg.Rotation.Restart != "never"
 	case rr.res.Outcome.OptOut() && !r.current.IsZero() && gone == creds.Unknown:
@@ -145,18 +145,18 @@ func (r *rotation) handle(ev *events, rr refreshResult) {
 		r.arm(time.Now().Add(r.confirmAfter))
 	case rr.res.Outcome.OptOut() && !r.current.IsZero():
 		if removed, err := creds.RemoveEnvFile(r.cfg.EnvFile); err != nil {
-			ev.emit(evEnvFileFailed, fields{"T3_ENV_FILE": r.cfg.EnvFile}, "%v", err)
+			ev.emitf(evEnvFileFailed, fields{"T3_ENV_FILE": r.cfg.EnvFile}, "%v", err)
 		} else if removed {
-			ev.emit(evEnvFileRemoved, fields{"T3_ENV_FILE": r.cfg.EnvFile}, "removed %s: the user no longer has a token in Vault", r.cfg.EnvFile)
+			ev.emitf(evEnvFileRemoved, fields{"T3_ENV_FILE": r.cfg.EnvFile}, "removed %s: the user no longer has a token in Vault", r.cfg.EnvFile)
 		}
 		r.current, r.version = creds.Secret{}, rr.res.Version
-		ev.emit(evCredOptOut, f, "the token at %s is gone (%s; a second read confirmed the first, which said %s); %s",
+		ev.emitf(evCredOptOut, f, "the token at %s is gone (%s; a second read confirmed the first, which said %s); %s",
 			rr.res.Path, rr.res.Outcome, gone, r.policyNote())
 		r.pending = r.cfg.Rotation.Restart != "never"
 	case gone != creds.Unknown:
 		// The second read found the token again: Vault said two different things.
 		r.failures++
-		ev.emit(evRefreshFailed, f, "a re-read said the token at %s is gone (%s), the next one %v later did not confirm it (%s): nothing changed, t3 keeps its token and %s stays",
+		ev.emitf(evRefreshFailed, f, "a re-read said the token at %s is gone (%s), the next one %v later did not confirm it (%s): nothing changed, t3 keeps its token and %s stays",
 			rr.res.Path, gone, r.confirmAfter, rr.res.Outcome, r.cfg.EnvFile)
 	}
 }

@@ -41,7 +41,7 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr *o
 	if err != nil {
 		// The user is not settled yet; the event carries none.
 		ev := newEvents("", stderr, true)
-		ev.emit(evConfigInvalid, nil, "%v", err)
+		ev.emitf(evConfigInvalid, nil, "%v", err)
 		var ce configError
 		if errors.As(err, &ce) {
 			return exitConfig
@@ -52,7 +52,7 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr *o
 	ev := newEvents(cfg.User, stderr, !cfg.DryRun)
 	if cfg.dropTo != nil {
 		if err := dropPrivileges(cfg.dropTo); err != nil {
-			ev.emit(evConfigInvalid, nil, "dropping from root to --user %s: %v", cfg.User, err)
+			ev.emitf(evConfigInvalid, nil, "dropping from root to --user %s: %v", cfg.User, err)
 			return exitConfig
 		}
 	}
@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr *o
 	}
 	select {
 	case s := <-stopped:
-		ev.emit(evStopped, fields{"T3_SIGNAL": sigName(s)}, "%s during start-up, before t3 was started: nothing to stop", sigName(s))
+		ev.emitf(evStopped, fields{"T3_SIGNAL": sigName(s)}, "%s during start-up, before t3 was started: nothing to stop", sigName(s))
 		return exitOK
 	default:
 	}
@@ -101,11 +101,11 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr *o
 		f := fields{"T3_EXIT_CODE": fmt.Sprint(re.code)}
 		switch re.class {
 		case "exec":
-			ev.emit(evExecFailed, f, "%v", err)
+			ev.emitf(evExecFailed, f, "%v", err)
 		case "cgroup":
-			ev.emit(evCgroupFailed, f, "%v", err)
+			ev.emitf(evCgroupFailed, f, "%v", err)
 		case "internal":
-			ev.emit(evInternal, f, "%v", err)
+			ev.emitf(evInternal, f, "%v", err)
 		}
 		return re.code
 	}
@@ -114,17 +114,17 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr *o
 
 // serve carries out the plan and watches the child until it ends.
 func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervise.Signals) int {
-	ev.emit(evStarting, fields{"T3_ARGV": fmt.Sprint(p.Argv), "T3_VERSION": buildVersion()}, "t3-supervise %s starting %s for %s", buildVersion(), p.Argv[0], cfg.User)
+	ev.emitf(evStarting, fields{"T3_ARGV": fmt.Sprint(p.Argv), "T3_VERSION": buildVersion()}, "t3-supervise %s starting %s for %s", buildVersion(), p.Argv[0], cfg.User)
 	if err := applyEnvFile(cfg, p, ev); err != nil {
 		// The token is resolved and the child gets it in its environment; only the user's other
 		// sessions miss the file. Not a reason to keep the server down.
-		ev.emit(evEnvFileFailed, fields{"T3_ENV_FILE": cfg.EnvFile}, "%v", err)
+		ev.emitf(evEnvFileFailed, fields{"T3_ENV_FILE": cfg.EnvFile}, "%v", err)
 	}
 
 	subreaper := cfg.NoCgroup
 	if subreaper {
 		if err := supervise.SetSubreaper(); err != nil {
-			ev.emit(evInternal, nil, "%v", err)
+			ev.emitf(evInternal, nil, "%v", err)
 			return exitInternal
 		}
 	}
@@ -148,11 +148,11 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 		if errors.As(err, &se) {
 			code = se.Code
 		}
-		ev.emit(evExecFailed, fields{"T3_EXIT_CODE": fmt.Sprint(code)}, "%v", err)
+		ev.emitf(evExecFailed, fields{"T3_EXIT_CODE": fmt.Sprint(code)}, "%v", err)
 		return code
 	}
 	pid := fmt.Sprint(child.Pid())
-	ev.emit(evChildStarted, fields{"T3_PID": pid, "T3_TOKEN_SOURCE": p.decision.From}, "%s started as pid %s", p.Argv[0], pid)
+	ev.emitf(evChildStarted, fields{"T3_PID": pid, "T3_TOKEN_SOURCE": p.decision.From}, "%s started as pid %s", p.Argv[0], pid)
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -164,7 +164,7 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 		wc.Port, wc.AgentNames, wc.SupervisorPID = cfg.Port, cfg.AgentNames, os.Getpid()
 		wc.Plan = p.Cgroup.Steps
 		if memEvents, err = tree.Watch(watchCtx, wc); err != nil {
-			ev.emit(evCgroupWarning, nil, "watching memory events: %v", err)
+			ev.emitf(evCgroupWarning, nil, "watching memory events: %v", err)
 		}
 	}
 
@@ -180,12 +180,12 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 	up := newUpgrader(cfg)
 	up.tree = tree
 	if up.disabled != nil {
-		ev.emit(evInternal, nil, "not watching for upgrades: %v", up.disabled)
+		ev.emitf(evInternal, nil, "not watching for upgrades: %v", up.disabled)
 	}
 	up.publish(ev)
 	tick, err := time.ParseDuration(upgradeTick)
 	if err != nil || tick <= 0 {
-		ev.emit(evInternal, nil, "upgradeTick %q (set at build time): %v", upgradeTick, err)
+		ev.emitf(evInternal, nil, "upgradeTick %q (set at build time): %v", upgradeTick, err)
 		tick = 5 * time.Second
 	}
 	// The upgrade check has a ticker of its own (tests shorten it); it reads the activity
@@ -200,21 +200,21 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 	// when the package is upgraded, not only since the first tick.
 	up.gate.Idle.Idle(time.Now(), act.verdict())
 	restart := func() int {
-		ev.emit(evRotationRestart, fields{"T3_PID": pid, "T3_EXIT_CODE": fmt.Sprint(exitRotated)},
+		ev.emitf(evRotationRestart, fields{"T3_PID": pid, "T3_EXIT_CODE": fmt.Sprint(exitRotated)},
 			"stopping t3 (pid %s) so that systemd restarts it with the new token", pid)
 		r := child.Stop(cfg.StopTimeout)
-		ev.emit(evStopped, exitFields(pid, r.Exit), "stopped in %v: %v", r.Took.Round(1e6), r.Exit)
+		ev.emitf(evStopped, exitFields(pid, r.Exit), "stopped in %v: %v", r.Took.Round(1e6), r.Exit)
 		return exitRotated
 	}
 	upgrade := func(now time.Time) int {
-		ev.emit(evUpgradeRestart, up.restartFields(pid, now),
+		ev.emitf(evUpgradeRestart, up.restartFields(pid, now),
 			"stopping t3 (pid %s; the agents have been idle for %v) so that systemd starts the unit again on %s (%s, this is %s)",
 			pid, up.gate.Idle.IdleFor(now).Round(time.Second), up.path, up.installedVersion(), buildVersion())
 		r := child.Stop(cfg.StopTimeout)
 		if r.Escalated {
-			ev.emit(evStopEscalated, fields{"T3_PID": pid}, "pid %s did not exit within %v; killed everything", pid, cfg.StopTimeout)
+			ev.emitf(evStopEscalated, fields{"T3_PID": pid}, "pid %s did not exit within %v; killed everything", pid, cfg.StopTimeout)
 		}
-		ev.emit(evStopped, exitFields(pid, r.Exit), "stopped in %v: %v", r.Took.Round(1e6), r.Exit)
+		ev.emitf(evStopped, exitFields(pid, r.Exit), "stopped in %v: %v", r.Took.Round(1e6), r.Exit)
 		return exitUpgrade
 	}
 
@@ -242,28 +242,28 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 			code := exitStatusFor(exit, false)
 			f := exitFields(pid, exit)
 			f["T3_SUPERVISOR_EXIT_STATUS"] = fmt.Sprint(code)
-			ev.emit(evChildExited, f, "%s (pid %s) %v without being asked to: everything it left is killed, exit %d for systemd to restart the unit",
+			ev.emitf(evChildExited, f, "%s (pid %s) %v without being asked to: everything it left is killed, exit %d for systemd to restart the unit",
 				p.Argv[0], pid, exit, code)
 			if err := child.Cleanup(); err != nil {
-				ev.emit(evInternal, nil, "cleaning up after the child: %v", err)
+				ev.emitf(evInternal, nil, "cleaning up after the child: %v", err)
 			}
 			return code
 		case sig := <-sigs.Stop:
-			ev.emit(evStopping, fields{"T3_SIGNAL": sigName(sig), "T3_PID": pid},
+			ev.emitf(evStopping, fields{"T3_SIGNAL": sigName(sig), "T3_PID": pid},
 				"%s received: SIGTERM to pid %s, SIGKILL to everything left after %v", sigName(sig), pid, cfg.StopTimeout)
 			r := child.Stop(cfg.StopTimeout)
 			if r.Escalated {
-				ev.emit(evStopEscalated, fields{"T3_PID": pid}, "pid %s did not exit within %v; killed everything", pid, cfg.StopTimeout)
+				ev.emitf(evStopEscalated, fields{"T3_PID": pid}, "pid %s did not exit within %v; killed everything", pid, cfg.StopTimeout)
 			}
 			if r.KillErr != nil {
-				ev.emit(evInternal, nil, "killing the workload: %v", r.KillErr)
+				ev.emitf(evInternal, nil, "killing the workload: %v", r.KillErr)
 			}
-			ev.emit(evStopped, exitFields(pid, r.Exit), "stopped in %v: %v", r.Took.Round(1e6), r.Exit)
+			ev.emitf(evStopped, exitFields(pid, r.Exit), "stopped in %v: %v", r.Took.Round(1e6), r.Exit)
 			return exitStatusFor(r.Exit, true)
 		case sig := <-sigs.Reload:
 			// Not forwarded: Node's default action for SIGHUP is to terminate, and T3 has no
 			// handler for it, so a token re-read would kill the server and every agent with it.
-			ev.emit(evSignal, fields{"T3_SIGNAL": sigName(sig), "T3_PID": pid}, "%s: re-reading the token (t3, pid %s, is not signalled)", sigName(sig), pid)
+			ev.emitf(evSignal, fields{"T3_SIGNAL": sigName(sig), "T3_PID": pid}, "%s: re-reading the token (t3, pid %s, is not signalled)", sigName(sig), pid)
 			rot.start(keepCtx, true)
 		case <-rot.C():
 			rot.start(keepCtx, false)
@@ -303,15 +303,15 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 		case err := <-probeResults:
 			if hs.record(ev, err) {
 				r := child.Stop(cfg.StopTimeout)
-				ev.emit(evStopped, exitFields(pid, r.Exit), "stopped the unresponsive server in %v: %v", r.Took.Round(1e6), r.Exit)
+				ev.emitf(evStopped, exitFields(pid, r.Exit), "stopped the unresponsive server in %v: %v", r.Took.Round(1e6), r.Exit)
 				return exitUnresponsive
 			}
 		case r := <-renewals:
 			if r.Err != nil {
 				hs.saveState(func(s *supervisorState) { s.VaultRenewFailures++ })
-				ev.emit(evVaultRenewFailed, nil, "renewing the Vault token: %v", r.Err)
+				ev.emitf(evVaultRenewFailed, nil, "renewing the Vault token: %v", r.Err)
 			} else {
-				ev.emit(evVaultRenewed, fields{"T3_VAULT_TTL": r.TTL.String()}, "Vault token renewed, ttl %v", r.TTL)
+				ev.emitf(evVaultRenewed, fields{"T3_VAULT_TTL": r.TTL.String()}, "Vault token renewed, ttl %v", r.TTL)
 			}
 		}
 	}
@@ -348,22 +348,22 @@ func setupCgroup(cfg *config, p *plan, ev *events) (*os.File, error) {
 	tree := p.Cgroup.tree
 	warnings, err := tree.Apply(p.Cgroup.Steps, os.Getpid())
 	for _, w := range warnings {
-		ev.emit(evCgroupWarning, fields{"T3_CGROUP": tree.Dir(".")}, "%v", w)
+		ev.emitf(evCgroupWarning, fields{"T3_CGROUP": tree.Dir(".")}, "%v", w)
 	}
 	if err != nil {
-		ev.emit(evCgroupFailed, fields{"T3_CGROUP": tree.Dir("."), "T3_EXIT_CODE": fmt.Sprint(exitCgroup)}, "setting up the cgroup subtree: %v", err)
+		ev.emitf(evCgroupFailed, fields{"T3_CGROUP": tree.Dir("."), "T3_EXIT_CODE": fmt.Sprint(exitCgroup)}, "setting up the cgroup subtree: %v", err)
 		return nil, err
 	}
 	if err := makeShims(cfg.ShimDir, cfg.AgentNames); err != nil {
 		// Agents still get placed by the watch of server/; only the early placement is lost.
-		ev.emit(evCgroupWarning, fields{"T3_SHIM_DIR": cfg.ShimDir}, "agent shims: %v", err)
+		ev.emitf(evCgroupWarning, fields{"T3_SHIM_DIR": cfg.ShimDir}, "agent shims: %v", err)
 	}
 	dir, err := tree.OpenServer()
 	if err != nil {
-		ev.emit(evCgroupFailed, fields{"T3_CGROUP": tree.Dir(".")}, "%v", err)
+		ev.emitf(evCgroupFailed, fields{"T3_CGROUP": tree.Dir(".")}, "%v", err)
 		return nil, err
 	}
-	ev.emit(evCgroupReady, fields{"T3_CGROUP": tree.Dir("."), "T3_MEMORY_MAX": cfg.Limits.MemoryMax.String(),
+	ev.emitf(evCgroupReady, fields{"T3_CGROUP": tree.Dir("."), "T3_MEMORY_MAX": cfg.Limits.MemoryMax.String(),
 		"T3_MEMORY_HIGH": cfg.Limits.MemoryHigh.String()},
 		"cgroup subtree ready: workload memory.max %s, agents memory.high %s, swap 0", cfg.Limits.MemoryMax, cfg.Limits.MemoryHigh)
 	return dir, nil
@@ -373,10 +373,10 @@ func setupCgroup(cfg *config, p *plan, ev *events) (*os.File, error) {
 func teardownCgroup(cfg *config, tree *cgroup.Tree, ev *events) {
 	removeShims(cfg.ShimDir, cfg.AgentNames)
 	if err := tree.KillAll(); err != nil {
-		ev.emit(evInternal, nil, "killing the workload: %v", err)
+		ev.emitf(evInternal, nil, "killing the workload: %v", err)
 	}
 	if err := tree.Teardown(); err != nil {
-		ev.emit(evCgroupWarning, nil, "removing the subtree: %v", err)
+		ev.emitf(evCgroupWarning, nil, "removing the subtree: %v", err)
 	}
 }
 
@@ -384,10 +384,10 @@ func teardownCgroup(cfg *config, tree *cgroup.Tree, ev *events) {
 func emitCgroupEvent(ev *events, e cgroup.Event, serverPID int) {
 	switch e := e.(type) {
 	case cgroup.AgentPlaced:
-		ev.emit(evAgentPlaced, fields{"T3_PID": fmt.Sprint(e.PID), "T3_CGROUP": e.Leaf, "T3_VIA": e.Via, "T3_COMM": e.Comm},
+		ev.emitf(evAgentPlaced, fields{"T3_PID": fmt.Sprint(e.PID), "T3_CGROUP": e.Leaf, "T3_VIA": e.Via, "T3_COMM": e.Comm},
 			"agent %s (pid %d) placed in agents/%s by the %s", e.Comm, e.PID, e.Leaf, e.Via)
 	case cgroup.LeafRemoved:
-		ev.emit(evAgentLeafRemoved, fields{"T3_CGROUP": e.Leaf}, "agent leaf agents/%s emptied and removed", e.Leaf)
+		ev.emitf(evAgentLeafRemoved, fields{"T3_CGROUP": e.Leaf}, "agent leaf agents/%s emptied and removed", e.Leaf)
 	case cgroup.OOMKill:
 		f := fields{"T3_KILLER": "kernel", "T3_OOM_KILL_COUNT": fmt.Sprint(e.Count),
 			"T3_SEEN_MONOTONIC_USEC": fmt.Sprint(e.Seen.Microseconds())}
@@ -397,31 +397,31 @@ func emitCgroupEvent(ev *events, e cgroup.Event, serverPID int) {
 				f["T3_CGROUP"] = e.Victim.Leaf
 				where = "in " + e.Victim.Leaf
 			}
-			ev.emit(evOOMKill, f, "the kernel OOM-killed a process in the workload that lived less than a sample (%s)", where)
+			ev.emitf(evOOMKill, f, "the kernel OOM-killed a process in the workload that lived less than a sample (%s)", where)
 			return
 		}
 		victimFields(f, e.Victim)
-		ev.emit(evOOMKill, f, "the kernel OOM-killed %s (pid %d, %s resident) in %s; %s",
+		ev.emitf(evOOMKill, f, "the kernel OOM-killed %s (pid %d, %s resident) in %s; %s",
 			e.Victim.Comm, e.Victim.PID, mib(e.Victim.RSS), e.Victim.Leaf, oomAftermath(e.Victim, serverPID))
 	case cgroup.PressureKill:
 		f := fields{"T3_KILLER": "t3-supervise", "T3_SIGNAL": e.Signal, "T3_STALL": fmt.Sprintf("%.2f", e.Stall)}
 		victimFields(f, e.Victim)
-		ev.emit(evPressureKill, f, "killed %s (pid %d, %s resident, agents/%s) with %s: agents over memory.high and stalled %.0f%% for %v",
+		ev.emitf(evPressureKill, f, "killed %s (pid %d, %s resident, agents/%s) with %s: agents over memory.high and stalled %.0f%% for %v",
 			e.Victim.Comm, e.Victim.PID, mib(e.Victim.RSS), e.Victim.Leaf, e.Signal, 100*e.Stall, e.Window)
 	case cgroup.Warning:
-		ev.emit(evCgroupWarning, nil, "%v", e.Err)
+		ev.emitf(evCgroupWarning, nil, "%v", e.Err)
 	case cgroup.PressureUnavailable:
-		ev.emit(evPressureOff, nil, "%v", e.Err)
+		ev.emitf(evPressureOff, nil, "%v", e.Err)
 	case cgroup.StrayKilled:
 		f := fields{"T3_KILLER": "t3-supervise", "T3_SIGNAL": "SIGKILL"}
 		victimFields(f, e.Victim)
-		ev.emit(evStrayKilled, f, "killed %s (pid %d, %s resident): it was in %s, outside the workload and its limits (a process of the user's moved it there)",
+		ev.emitf(evStrayKilled, f, "killed %s (pid %d, %s resident): it was in %s, outside the workload and its limits (a process of the user's moved it there)",
 			e.Victim.Comm, e.Victim.PID, mib(e.Victim.RSS), e.Cgroup)
 	case cgroup.LimitRestored:
-		ev.emit(evLimitRestored, fields{"T3_CGROUP_FILE": e.File, "T3_FOUND": e.Found, "T3_RESTORED": e.Restored},
+		ev.emitf(evLimitRestored, fields{"T3_CGROUP_FILE": e.File, "T3_FOUND": e.Found, "T3_RESTORED": e.Restored},
 			"%s read %q, not the planned %q (a process of the user's wrote it): written back", e.File, e.Found, e.Restored)
 	case cgroup.ServerFound:
-		ev.emit(evServerFound, fields{"T3_PID": fmt.Sprint(e.PID), "T3_COMM": e.Comm, "T3_WRAPPER_PID": fmt.Sprint(e.Wrapper), "T3_WRAPPER_COMM": e.WrapperComm},
+		ev.emitf(evServerFound, fields{"T3_PID": fmt.Sprint(e.PID), "T3_COMM": e.Comm, "T3_WRAPPER_PID": fmt.Sprint(e.Wrapper), "T3_WRAPPER_COMM": e.WrapperComm},
 			"t3's direct child %s (pid %d) does not listen on port %d itself; %s (pid %d) does: it is the server and stays in server/ with the processes between them",
 			e.WrapperComm, e.Wrapper, e.Port, e.Comm, e.PID)
 	}
@@ -490,7 +490,7 @@ func applyEnvFile(cfg *config, p *plan, ev *events) error {
 		}
 		if changed {
 			f["T3_TOKEN_FINGERPRINT"] = p.decision.Inject.Fingerprint()
-			ev.emit(evEnvFileWritten, f, "token materialized at %s", cfg.EnvFile)
+			ev.emitf(evEnvFileWritten, f, "token materialized at %s", cfg.EnvFile)
 		}
 	case creds.ActionRefuse:
 		return p.fileAct.Refusal
@@ -500,7 +500,7 @@ func applyEnvFile(cfg *config, p *plan, ev *events) error {
 			return err
 		}
 		if removed {
-			ev.emit(evEnvFileRemoved, f, "removed %s: the user has no token in Vault", cfg.EnvFile)
+			ev.emitf(evEnvFileRemoved, f, "removed %s: the user has no token in Vault", cfg.EnvFile)
 		}
 	}
 	return nil

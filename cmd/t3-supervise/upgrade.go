@@ -200,7 +200,7 @@ func (u *upgrader) poll(ev *events) {
 	id, err := statID(u.path)
 	if err != nil {
 		if !u.seen.isZero() {
-			ev.emit(evBinaryRemoved, fields{"T3_BINARY": u.path, "T3_RUNNING_VERSION": buildVersion()},
+			ev.emitf(evBinaryRemoved, fields{"T3_BINARY": u.path, "T3_RUNNING_VERSION": buildVersion()},
 				"%s is gone (%v): the supervisor keeps running this binary and does not restart for it", u.path, err)
 		}
 		u.seen, u.stale = fileID{}, false
@@ -215,7 +215,7 @@ func (u *upgrader) poll(ev *events) {
 	if !u.stale {
 		return // back to the running file (a package downgrade undone, a restored backup)
 	}
-	ev.emit(evBinaryReplaced, fields{"T3_BINARY": u.path, "T3_RUNNING_VERSION": buildVersion(),
+	ev.emitf(evBinaryReplaced, fields{"T3_BINARY": u.path, "T3_RUNNING_VERSION": buildVersion(),
 		"T3_RUNNING_INODE": fmt.Sprint(u.running.Ino), "T3_INSTALLED_INODE": fmt.Sprint(id.Ino)},
 		"%s was replaced (inode %d, this one runs %d, version %s): %s", u.path, id.Ino, u.running.Ino, buildVersion(), u.plan())
 }
@@ -236,7 +236,7 @@ func (u *upgrader) request(ev *events, sig os.Signal) {
 	if u.stale {
 		what = "the binary installed at " + u.path
 	}
-	ev.emit(evUpgradeRequested, fields{"T3_SIGNAL": sigName(sig), "T3_BINARY": u.path, "T3_BINARY_STALE": fmt.Sprint(u.stale)},
+	ev.emitf(evUpgradeRequested, fields{"T3_SIGNAL": sigName(sig), "T3_BINARY": u.path, "T3_BINARY_STALE": fmt.Sprint(u.stale)},
 		"%s (systemctl reload): restarting onto %s once the agents have been idle for %v (by CPU time, --busy-cpu); never while agents work (systemctl restart moves at once)",
 		sigName(sig), what, u.cfg.Rotation.Idle)
 }
@@ -261,7 +261,7 @@ func (u *upgrader) observe(ev *events, now time.Time, act cgroup.Verdict) bool {
 			default:
 				why = fmt.Sprintf("the agents have been idle for %v, short of %v", u.gate.Idle.IdleFor(now).Round(time.Second), u.cfg.Rotation.Idle)
 			}
-			ev.emit(evUpgradePending, fields{"T3_BINARY": u.path, "T3_BUSY": fmt.Sprint(act.Busy)},
+			ev.emitf(evUpgradePending, fields{"T3_BINARY": u.path, "T3_BUSY": fmt.Sprint(act.Busy)},
 				"the move to %s waits: %s; t3 and its agents keep running", u.path, why)
 		}
 	case upgradeNow:
@@ -275,7 +275,7 @@ func (u *upgrader) observe(ev *events, now time.Time, act cgroup.Verdict) bool {
 			// once the new unit is loaded.
 			if u.unsettled != state {
 				u.unsettled = state
-				ev.emit(evUpgradePending, fields{"T3_BINARY": u.path, "T3_BUSY": "false", "T3_DPKG_STATE": state},
+				ev.emitf(evUpgradePending, fields{"T3_BINARY": u.path, "T3_BUSY": "false", "T3_DPKG_STATE": state},
 					"the move to %s waits: dpkg has %s %s, not configured yet (its postinst reloads systemd)", u.path, packageName, state)
 			}
 			return false
@@ -292,7 +292,7 @@ func (u *upgrader) observe(ev *events, now time.Time, act cgroup.Verdict) bool {
 			// A binary that cannot say its version would not start either: restarting into it
 			// would turn an upgrade into an outage. Wait for the next file at the path.
 			u.broken = u.seen
-			ev.emit(evUpgradeRefused, fields{"T3_BINARY": u.path}, "not restarting into %s: %v; the supervisor keeps running this binary (%s)", u.path, err, buildVersion())
+			ev.emitf(evUpgradeRefused, fields{"T3_BINARY": u.path}, "not restarting into %s: %v; the supervisor keeps running this binary (%s)", u.path, err, buildVersion())
 			return false
 		}
 		u.installed = v
@@ -453,7 +453,7 @@ func (u *upgrader) publish(ev *events) {
 		return
 	}
 	if err := writeFileAtomic(u.statePath, s); err != nil {
-		ev.emit(evInternal, nil, "writing %s: %v", u.statePath, err)
+		ev.emitf(evInternal, nil, "writing %s: %v", u.statePath, err)
 		return
 	}
 	u.published = s
