@@ -4,6 +4,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"time"
 
@@ -75,13 +76,13 @@ func (s *activityState) sample(ev *events, now time.Time) {
 	if err != nil && !s.warned {
 		// Once per run: the judgement goes on with what could be read.
 		s.warned = true
-		ev.emitf(evCgroupWarning, nil, "reading the agents' CPU time: %v", err)
+		ev.emit(CgroupWarningEvent{Err: fmt.Errorf("reading the agents' CPU time: %w", err)})
 	}
 	s.observe(now, leaves)
 	if s.path != "" {
 		if err := writeFileAtomic(s.path, s.record()); err != nil && !s.warned {
 			s.warned = true
-			ev.emitf(evCgroupWarning, nil, "keeping the agents' activity for status: %v", err)
+			ev.emit(CgroupWarningEvent{Err: fmt.Errorf("keeping the agents' activity for status: %w", err)})
 		}
 	}
 }
