@@ -120,7 +120,7 @@ func (w *expiryWatch) reportInvalid(ev *events, err error, version int) {
 }
 
 func emitExpiryInvalid(ev *events, path string, version int, err error) {
-	ev.emitf(evCredExpiryInvalid, fields{"T3_VAULT_PATH": path, "T3_KV_VERSION": fmt.Sprint(version)}, "%v", err)
+	ev.emit(CredExpiryInvalidEvent{VaultPath: path, KVVersion: version, Err: err})
 }
 
 // set replaces the expiry. Another token or another instant starts the notices afresh (one
@@ -147,19 +147,12 @@ func (w *expiryWatch) check(ev *events) {
 	n, done := creds.CheckExpiry(now, w.exp.At, w.done)
 	w.done = done
 	if n.Due() {
-		f := fields{"T3_VAULT_PATH": w.path, "T3_TOKEN_EXPIRES_AT": w.exp.At.Format(time.RFC3339),
-			"T3_TOKEN_EXPIRY_SOURCE": string(w.exp.Source), "T3_TOKEN_DAYS_LEFT": fmt.Sprint(creds.DaysLeft(n.Left)),
-			"T3_TOKEN_FINGERPRINT": w.token}
-		if w.version > 0 {
-			f["T3_KV_VERSION"] = fmt.Sprint(w.version)
-		}
+		x := ExpiryInfo{VaultPath: w.path, ExpiresAt: w.exp.At, Source: string(w.exp.Source),
+			DaysLeft: creds.DaysLeft(n.Left), Fingerprint: w.token, KVVersion: w.version, Left: n.Left}
 		if n.Expired {
-			ev.emitf(evCredExpired, f, "the token at %s expired %s (%s, from %s): agents' requests fail until a new token is put there",
-				w.path, w.exp.At.Format(time.RFC3339), ago(-n.Left), w.exp.Source)
+			ev.emit(CredExpiredEvent{x})
 		} else {
-			f["T3_EXPIRY_THRESHOLD_DAYS"] = fmt.Sprint(int(n.Threshold / (24 * time.Hour)))
-			ev.emitf(evCredExpiring, f, "the token at %s expires %s, in %s (from %s): put a new one there before then",
-				w.path, w.exp.At.Format(time.RFC3339), left(n.Left), w.exp.Source)
+			ev.emit(CredExpiringEvent{x, int(n.Threshold / (24 * time.Hour))})
 		}
 	}
 	if next, ok := creds.NextExpiryCheck(now, w.exp.At, w.done); ok {
