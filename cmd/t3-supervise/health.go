@@ -132,26 +132,23 @@ func (h *healthState) startProber(ctx context.Context, cfg *config) <-chan error
 
 // record takes one probe result; it returns true when the server must be stopped.
 func (h *healthState) record(ev *events, err error) (giveUp bool) {
-	pid := fmt.Sprint(h.pid)
 	switch h.health.Record(err) {
 	case supervise.Ready:
 		h.ready.Store(true)
 		h.saveState(func(s *supervisorState) { s.Ready, s.Answering = true, true })
 		notify("READY=1\nSTATUS=" + h.status())
-		ev.emitf(evServerReady, fields{"T3_PID": pid, "T3_STARTUP": time.Since(h.started).Round(time.Millisecond).String(), "T3_PROBE_URL": h.probeURL},
-			"t3 serve (pid %s) answers GET %s after %v", pid, h.probeURL, time.Since(h.started).Round(time.Millisecond))
+		ev.emit(ServerReadyEvent{PID: h.pid, Startup: time.Since(h.started).Round(time.Millisecond), ProbeURL: h.probeURL})
 	case supervise.Alive:
 		h.saveState(func(s *supervisorState) { s.Answering = true })
 		if h.failing {
 			h.failing = false
-			ev.emitf(evServerReady, fields{"T3_PID": pid}, "t3 serve (pid %s) answers again", pid)
+			ev.emit(ServerReadyEvent{PID: h.pid})
 		}
 		notify("WATCHDOG=1\nSTATUS=" + h.status())
 	case supervise.Waiting:
 		if time.Now().After(h.deadline) {
 			n, last := h.health.Failures()
-			ev.emitf(evUnresponsive, fields{"T3_PID": pid, "T3_PROBE_FAILURES": fmt.Sprint(n), "T3_EXIT_CODE": fmt.Sprint(exitUnresponsive)},
-				"t3 serve (pid %s) did not answer within --ready-timeout %v (%d probes failed, last: %v); stopping it", pid, time.Since(h.started).Round(time.Second), n, last)
+			ev.emit(UnresponsiveEvent{PID: h.pid, Failures: n, ExitCode: exitUnresponsive, Last: last, Waited: time.Since(h.started).Round(time.Second)})
 			return true
 		}
 		if time.Since(h.lastExt) > 5*time.Second {
@@ -163,16 +160,14 @@ func (h *healthState) record(ev *events, err error) (giveUp bool) {
 		h.saveState(func(s *supervisorState) { s.Answering = false })
 		if !h.failing {
 			h.failing = true
-			ev.emitf(evProbeFailed, fields{"T3_PID": pid}, "t3 serve (pid %s) did not answer: %v", pid, err)
+			ev.emit(ProbeFailedEvent{PID: h.pid, Err: err})
 		}
 		notify("STATUS=" + h.status())
 	case supervise.Dead:
 		h.saveState(func(s *supervisorState) { s.Answering = false })
 		n, last := h.health.Failures()
-		f := fields{"T3_PID": pid, "T3_PROBE_FAILURES": fmt.Sprint(n), "T3_LAST_GOOD_PROBE": h.health.LastGood().UTC().Format(time.RFC3339),
-			"T3_EXIT_CODE": fmt.Sprint(exitUnresponsive)}
-		ev.emitf(evUnresponsive, f, "t3 serve (pid %s) answered no probe since %s (%d failed, last: %v; %s); stopping it for systemd to restart",
-			pid, h.health.LastGood().Format(time.RFC3339), n, last, h.memory())
+		lastGood := h.health.LastGood()
+		ev.emit(UnresponsiveEvent{PID: h.pid, Failures: n, LastGood: &lastGood, ExitCode: exitUnresponsive, Last: last, Memory: h.memory()})
 		return true
 	}
 	return false
