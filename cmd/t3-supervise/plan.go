@@ -146,7 +146,7 @@ func prepare(ctx context.Context, cfg *config, ev *events) (*plan, error) {
 		return p.fail(err)
 	}
 	if msg, off := strings.CutPrefix(p.Cgroup.PressureKill, "unavailable: "); off && cfg.DryRun {
-		ev.emitf(evPressureOff, nil, "%s", msg) // a real run's watch says it when it starts
+		ev.emit(PressureOffEvent{Err: errors.New(msg)}) // a real run's watch says it when it starts
 	}
 	if err := p.buildCommand(cfg, ev); err != nil {
 		return p.fail(err)
@@ -181,7 +181,7 @@ func (p *plan) resolveCredential(ctx context.Context, cfg *config, ev *events) e
 	}
 	cached, cachedErr := creds.ReadEnvFile(cfg.EnvFile)
 	if cachedErr != nil && !errors.Is(cachedErr, fs.ErrNotExist) {
-		ev.emitf(evEnvFileFailed, fields{"T3_ENV_FILE": cfg.EnvFile}, "cannot use the materialized token: %v", cachedErr)
+		ev.emit(EnvFileFailedEvent{EnvFile: cfg.EnvFile, Err: fmt.Errorf("cannot use the materialized token: %w", cachedErr)})
 	}
 	d, derr := creds.Decide(res, err, cached, cachedErr)
 	c := &p.Credential
@@ -200,8 +200,7 @@ func (p *plan) resolveCredential(ctx context.Context, cfg *config, ev *events) e
 			// A stop (SIGTERM) called the question off: not a failure; run reports the stop.
 			return re
 		}
-		ev.emitf(evCredFailed, fields{"T3_VAULT_PATH": c.Path, "T3_EXIT_CODE": fmt.Sprint(re.code)},
-			"%s", failureNote(cfg.EnvFile, cached, cachedErr, derr))
+		ev.emit(CredFailedEvent{VaultPath: c.Path, ExitCode: re.code, Note: failureNote(cfg.EnvFile, cached, cachedErr, derr)})
 		return re
 	}
 	p.decision = d
@@ -211,13 +210,10 @@ func (p *plan) resolveCredential(ctx context.Context, cfg *config, ev *events) e
 	if p.fileAct.Refusal != nil {
 		p.EnvFile.Reason = p.fileAct.Refusal.Error()
 	}
-	f := fields{"T3_VAULT_PATH": c.Path, "T3_TOKEN_SOURCE": d.From}
-	if c.Version > 0 {
-		f["T3_KV_VERSION"] = fmt.Sprint(c.Version)
-	}
+	f := TokenInfo{VaultPath: c.Path, TokenSource: d.From, KVVersion: c.Version}
 	if !d.Inject.IsZero() {
 		c.Fingerprint = d.Inject.Fingerprint()
-		f["T3_TOKEN_FINGERPRINT"] = c.Fingerprint
+		f.Fingerprint = c.Fingerprint
 	}
 	if d.From == creds.FromVault {
 		exp, err := creds.TokenExpiry(res, cfg.TokenLifetime)
@@ -225,7 +221,7 @@ func (p *plan) resolveCredential(ctx context.Context, cfg *config, ev *events) e
 		if exp.Known() {
 			at := exp.At
 			c.ExpiresAt, c.ExpirySource = &at, string(exp.Source)
-			f["T3_TOKEN_EXPIRES_AT"], f["T3_TOKEN_EXPIRY_SOURCE"] = at.Format(time.RFC3339), c.ExpirySource
+			f.ExpiresAt, f.ExpirySource = at, c.ExpirySource
 			p.expiryNote = expiryPlanNote(cfg.now(), exp)
 		}
 		if err != nil {
@@ -237,13 +233,13 @@ func (p *plan) resolveCredential(ctx context.Context, cfg *config, ev *events) e
 	switch {
 	case d.Fallback != nil:
 		c.Fallback = d.Fallback.Error()
-		ev.emitf(evCredFallback, f, "Vault failed (%v); using the last materialized token from %s", d.Fallback, cfg.EnvFile)
+		ev.emit(CredFallbackEvent{TokenInfo: f, Err: d.Fallback, EnvFile: cfg.EnvFile})
 	case d.Outcome == creds.Found:
-		ev.emitf(evCredFound, f, "token found at %s (version %d)", c.Path, c.Version)
+		ev.emit(CredFoundEvent{f})
 	case d.Outcome == creds.Deleted || d.Outcome == creds.Destroyed:
-		ev.emitf(evCredDeleted, f, "the latest version of %s is %s: starting t3 on the normal credential flow", c.Path, d.Outcome)
+		ev.emit(CredDeletedEvent{TokenInfo: f, Outcome: d.Outcome.String()})
 	default:
-		ev.emitf(evCredOptOut, f, "no %s at %s (%s): starting t3 on the normal credential flow", cfg.Creds.Field, c.Path, d.Outcome)
+		ev.emit(CredOptOutEvent{TokenInfo: f, Outcome: d.Outcome.String(), Field: cfg.Creds.Field})
 	}
 	return nil
 }
@@ -336,8 +332,7 @@ func (p *plan) buildCommand(cfg *config, ev *events) error {
 		} else {
 			p.Credential.Inherited = "dropped"
 			alsoDropped = append(alsoDropped, tokenVar)
-			ev.emitf(evInheritedDropped, fields{"T3_TOKEN_FINGERPRINT": creds.NewSecret(inherited).Fingerprint()},
-				"an inherited %s that did not come from %s was dropped", tokenVar, p.Credential.Path)
+			ev.emit(InheritedDroppedEvent{Fingerprint: creds.NewSecret(inherited).Fingerprint(), Path: p.Credential.Path})
 		}
 		// Whatever --env-allow says: let through, it would reach an opted-out user's claude,
 		// which prefers it to the user's own login.
@@ -389,11 +384,11 @@ func (p *plan) dropOutranking(env []string, ev *events) (kept, removed []string)
 			continue
 		}
 		removed = append(removed, name)
-		f := fields{"T3_ENV_NAME": name}
+		x := OverrideDroppedEvent{Name: name}
 		if val != "" {
-			f["T3_TOKEN_FINGERPRINT"] = creds.NewSecret(val).Fingerprint()
+			x.Fingerprint = creds.NewSecret(val).Fingerprint()
 		}
-		ev.emitf(evOverrideDropped, f, "%s was dropped: claude would use it instead of the user's own token in %s", name, tokenVar)
+		ev.emit(x)
 	}
 	return kept, removed
 }
