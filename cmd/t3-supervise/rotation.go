@@ -99,7 +99,6 @@ func (r *rotation) start(ctx context.Context, asked bool) {
 // handle takes a re-read's result: keeps the env file in step, reports, schedules the next.
 func (r *rotation) handle(ev *events, rr refreshResult) {
 	r.busy = false
-	f := fields{"T3_VAULT_PATH": rr.res.Path}
 	if rr.err != nil {
 		// An outage changes nothing: t3 keeps its token, the env file stays. One event per
 		// outage, then quiet, re-reading with backoff. A "gone" waiting for confirmation is
@@ -109,7 +108,7 @@ func (r *rotation) handle(ev *events, rr refreshResult) {
 		wait := r.backoff.Next()
 		if !r.outage {
 			r.outage = true
-			ev.emitf(evRefreshFailed, f, "re-reading the token failed, nothing changed, retrying with backoff (next in %v): %v", wait.Round(time.Second), rr.err)
+			ev.emit(RefreshFailedEvent{VaultPath: rr.res.Path, Err: rr.err, Next: wait})
 		}
 		r.arm(time.Now().Add(wait))
 		return
@@ -117,7 +116,7 @@ func (r *rotation) handle(ev *events, rr refreshResult) {
 	r.lastOK = time.Now()
 	if r.outage {
 		r.outage = false
-		ev.emitf(evRefreshRecovered, f, "Vault answers again after %d failed re-reads", r.backoff.Failures())
+		ev.emit(RefreshRecoveredEvent{VaultPath: rr.res.Path, Failures: r.backoff.Failures()})
 	}
 	r.backoff.Reset()
 	if r.sched.Enabled() {
@@ -129,15 +128,13 @@ func (r *rotation) handle(ev *events, rr refreshResult) {
 	r.gone = creds.Unknown
 	switch {
 	case rr.res.Outcome == creds.Found && !rr.res.Token.Equal(r.current):
-		f["T3_KV_VERSION"] = fmt.Sprint(rr.res.Version)
-		f["T3_KV_VERSION_BEFORE"] = fmt.Sprint(r.version)
-		f["T3_TOKEN_FINGERPRINT"] = rr.res.Token.Fingerprint()
+		x := CredRotatedEvent{VaultPath: rr.res.Path, KVVersion: rr.res.Version, VersionBefore: r.version,
+			Fingerprint: rr.res.Token.Fingerprint(), EnvFile: r.cfg.EnvFile, Policy: r.policyNote()}
 		if _, err := creds.WriteEnvFile(r.cfg.EnvFile, rr.res.Token); err != nil {
-			ev.emitf(evEnvFileFailed, fields{"T3_ENV_FILE": r.cfg.EnvFile}, "%v", err)
+			ev.emit(EnvFileFailedEvent{EnvFile: r.cfg.EnvFile, Err: err})
 		}
 		r.current, r.version = rr.res.Token, rr.res.Version
-		ev.emitf(evCredRotated, f, "the token at %s changed (version %s -> %d); %s written; %s",
-			rr.res.Path, f["T3_KV_VERSION_BEFORE"], rr.res.Version, r.cfg.EnvFile, r.policyNote())
+		ev.emit(x)
 		r.pending = r.cfg.Rotation.Restart != "never"
 	case rr.res.Outcome.OptOut() && !r.current.IsZero() && gone == creds.Unknown:
 		// Seen once: ask again after a pause before anything changes.
@@ -145,19 +142,19 @@ func (r *rotation) handle(ev *events, rr refreshResult) {
 		r.arm(time.Now().Add(r.confirmAfter))
 	case rr.res.Outcome.OptOut() && !r.current.IsZero():
 		if removed, err := creds.RemoveEnvFile(r.cfg.EnvFile); err != nil {
-			ev.emitf(evEnvFileFailed, fields{"T3_ENV_FILE": r.cfg.EnvFile}, "%v", err)
+			ev.emit(EnvFileFailedEvent{EnvFile: r.cfg.EnvFile, Err: err})
 		} else if removed {
-			ev.emitf(evEnvFileRemoved, fields{"T3_ENV_FILE": r.cfg.EnvFile}, "removed %s: the user no longer has a token in Vault", r.cfg.EnvFile)
+			ev.emit(EnvFileRemovedEvent{EnvFile: r.cfg.EnvFile, Running: true})
 		}
 		r.current, r.version = creds.Secret{}, rr.res.Version
-		ev.emitf(evCredOptOut, f, "the token at %s is gone (%s; a second read confirmed the first, which said %s); %s",
-			rr.res.Path, rr.res.Outcome, gone, r.policyNote())
+		ev.emit(CredOptOutEvent{TokenInfo: TokenInfo{VaultPath: rr.res.Path}, Outcome: rr.res.Outcome.String(),
+			FirstSaid: gone.String(), Policy: r.policyNote()})
 		r.pending = r.cfg.Rotation.Restart != "never"
 	case gone != creds.Unknown:
 		// The second read found the token again: Vault said two different things.
 		r.failures++
-		ev.emitf(evRefreshFailed, f, "a re-read said the token at %s is gone (%s), the next one %v later did not confirm it (%s): nothing changed, t3 keeps its token and %s stays",
-			rr.res.Path, gone, r.confirmAfter, rr.res.Outcome, r.cfg.EnvFile)
+		ev.emit(RefreshFailedEvent{VaultPath: rr.res.Path, Gone: gone.String(), After: r.confirmAfter,
+			Then: rr.res.Outcome.String(), EnvFile: r.cfg.EnvFile})
 	}
 }
 
