@@ -41,7 +41,7 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr *o
 	if err != nil {
 		// The user is not settled yet; the event carries none.
 		ev := newEvents("", stderr, true)
-		ev.emitf(evConfigInvalid, nil, "%v", err)
+		ev.emit(ConfigInvalidEvent{Err: err})
 		var ce configError
 		if errors.As(err, &ce) {
 			return exitConfig
@@ -52,7 +52,7 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr *o
 	ev := newEvents(cfg.User, stderr, !cfg.DryRun)
 	if cfg.dropTo != nil {
 		if err := dropPrivileges(cfg.dropTo); err != nil {
-			ev.emitf(evConfigInvalid, nil, "dropping from root to --user %s: %v", cfg.User, err)
+			ev.emit(ConfigInvalidEvent{Err: fmt.Errorf("dropping from root to --user %s: %w", cfg.User, err)})
 			return exitConfig
 		}
 	}
@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr *o
 	}
 	select {
 	case s := <-stopped:
-		ev.emitf(evStopped, fields{"T3_SIGNAL": sigName(s)}, "%s during start-up, before t3 was started: nothing to stop", sigName(s))
+		ev.emit(StoppedEvent{ExitInfo: ExitInfo{Signal: sigName(s)}, BeforeStart: true})
 		return exitOK
 	default:
 	}
@@ -98,14 +98,13 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr *o
 		var re *runError
 		errors.As(err, &re)
 		// Credential failures were reported where they were decided; the others are reported here.
-		f := fields{"T3_EXIT_CODE": fmt.Sprint(re.code)}
 		switch re.class {
 		case "exec":
-			ev.emitf(evExecFailed, f, "%v", err)
+			ev.emit(ExecFailedEvent{ExitCode: re.code, Err: err})
 		case "cgroup":
-			ev.emitf(evCgroupFailed, f, "%v", err)
+			ev.emit(CgroupFailedEvent{ExitCode: re.code, Err: err})
 		case "internal":
-			ev.emitf(evInternal, f, "%v", err)
+			ev.emit(InternalErrorEvent{ExitCode: re.code, Err: err})
 		}
 		return re.code
 	}
@@ -114,17 +113,17 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr *o
 
 // serve carries out the plan and watches the child until it ends.
 func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervise.Signals) int {
-	ev.emitf(evStarting, fields{"T3_ARGV": fmt.Sprint(p.Argv), "T3_VERSION": buildVersion()}, "t3-supervise %s starting %s for %s", buildVersion(), p.Argv[0], cfg.User)
+	ev.emit(StartingEvent{Argv: p.Argv, Version: buildVersion(), User: cfg.User})
 	if err := applyEnvFile(cfg, p, ev); err != nil {
 		// The token is resolved and the child gets it in its environment; only the user's other
 		// sessions miss the file. Not a reason to keep the server down.
-		ev.emitf(evEnvFileFailed, fields{"T3_ENV_FILE": cfg.EnvFile}, "%v", err)
+		ev.emit(EnvFileFailedEvent{EnvFile: cfg.EnvFile, Err: err})
 	}
 
 	subreaper := cfg.NoCgroup
 	if subreaper {
 		if err := supervise.SetSubreaper(); err != nil {
-			ev.emitf(evInternal, nil, "%v", err)
+			ev.emit(InternalErrorEvent{Err: err})
 			return exitInternal
 		}
 	}
@@ -148,11 +147,11 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 		if errors.As(err, &se) {
 			code = se.Code
 		}
-		ev.emitf(evExecFailed, fields{"T3_EXIT_CODE": fmt.Sprint(code)}, "%v", err)
+		ev.emit(ExecFailedEvent{ExitCode: code, Err: err})
 		return code
 	}
-	pid := fmt.Sprint(child.Pid())
-	ev.emitf(evChildStarted, fields{"T3_PID": pid, "T3_TOKEN_SOURCE": p.decision.From}, "%s started as pid %s", p.Argv[0], pid)
+	pid := child.Pid()
+	ev.emit(ChildStartedEvent{PID: pid, TokenSource: p.decision.From, Program: p.Argv[0]})
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -164,7 +163,7 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 		wc.Port, wc.AgentNames, wc.SupervisorPID = cfg.Port, cfg.AgentNames, os.Getpid()
 		wc.Plan = p.Cgroup.Steps
 		if memEvents, err = tree.Watch(watchCtx, wc); err != nil {
-			ev.emitf(evCgroupWarning, nil, "watching memory events: %v", err)
+			ev.emit(CgroupWarningEvent{Err: fmt.Errorf("watching memory events: %w", err)})
 		}
 	}
 
@@ -180,12 +179,12 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 	up := newUpgrader(cfg)
 	up.tree = tree
 	if up.disabled != nil {
-		ev.emitf(evInternal, nil, "not watching for upgrades: %v", up.disabled)
+		ev.emit(InternalErrorEvent{Err: fmt.Errorf("not watching for upgrades: %w", up.disabled)})
 	}
 	up.publish(ev)
 	tick, err := time.ParseDuration(upgradeTick)
 	if err != nil || tick <= 0 {
-		ev.emitf(evInternal, nil, "upgradeTick %q (set at build time): %v", upgradeTick, err)
+		ev.emit(InternalErrorEvent{Err: fmt.Errorf("upgradeTick %q (set at build time): %v", upgradeTick, err)})
 		tick = 5 * time.Second
 	}
 	// The upgrade check has a ticker of its own (tests shorten it); it reads the activity
@@ -200,21 +199,18 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 	// when the package is upgraded, not only since the first tick.
 	up.gate.Idle.Idle(time.Now(), act.verdict())
 	restart := func() int {
-		ev.emitf(evRotationRestart, fields{"T3_PID": pid, "T3_EXIT_CODE": fmt.Sprint(exitRotated)},
-			"stopping t3 (pid %s) so that systemd restarts it with the new token", pid)
+		ev.emit(RotationRestartEvent{PID: pid, ExitCode: exitRotated})
 		r := child.Stop(cfg.StopTimeout)
-		ev.emitf(evStopped, exitFields(pid, r.Exit), "stopped in %v: %v", r.Took.Round(1e6), r.Exit)
+		ev.emit(StoppedEvent{ExitInfo: exitOf(pid, r.Exit), Took: r.Took})
 		return exitRotated
 	}
 	upgrade := func(now time.Time) int {
-		ev.emitf(evUpgradeRestart, up.restartFields(pid, now),
-			"stopping t3 (pid %s; the agents have been idle for %v) so that systemd starts the unit again on %s (%s, this is %s)",
-			pid, up.gate.Idle.IdleFor(now).Round(time.Second), up.path, up.installedVersion(), buildVersion())
+		ev.emit(up.restartEvent(pid, now))
 		r := child.Stop(cfg.StopTimeout)
 		if r.Escalated {
-			ev.emitf(evStopEscalated, fields{"T3_PID": pid}, "pid %s did not exit within %v; killed everything", pid, cfg.StopTimeout)
+			ev.emit(StopEscalatedEvent{PID: pid, Timeout: cfg.StopTimeout})
 		}
-		ev.emitf(evStopped, exitFields(pid, r.Exit), "stopped in %v: %v", r.Took.Round(1e6), r.Exit)
+		ev.emit(StoppedEvent{ExitInfo: exitOf(pid, r.Exit), Took: r.Took})
 		return exitUpgrade
 	}
 
@@ -240,30 +236,26 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 				awaitOOMReport(ev, hs, memEvents, child.Pid())
 			}
 			code := exitStatusFor(exit, false)
-			f := exitFields(pid, exit)
-			f["T3_SUPERVISOR_EXIT_STATUS"] = fmt.Sprint(code)
-			ev.emitf(evChildExited, f, "%s (pid %s) %v without being asked to: everything it left is killed, exit %d for systemd to restart the unit",
-				p.Argv[0], pid, exit, code)
+			ev.emit(ChildExitedEvent{ExitInfo: exitOf(pid, exit), SupervisorExit: code, Program: p.Argv[0]})
 			if err := child.Cleanup(); err != nil {
-				ev.emitf(evInternal, nil, "cleaning up after the child: %v", err)
+				ev.emit(InternalErrorEvent{Err: fmt.Errorf("cleaning up after the child: %w", err)})
 			}
 			return code
 		case sig := <-sigs.Stop:
-			ev.emitf(evStopping, fields{"T3_SIGNAL": sigName(sig), "T3_PID": pid},
-				"%s received: SIGTERM to pid %s, SIGKILL to everything left after %v", sigName(sig), pid, cfg.StopTimeout)
+			ev.emit(StoppingEvent{Signal: sigName(sig), PID: pid, Timeout: cfg.StopTimeout})
 			r := child.Stop(cfg.StopTimeout)
 			if r.Escalated {
-				ev.emitf(evStopEscalated, fields{"T3_PID": pid}, "pid %s did not exit within %v; killed everything", pid, cfg.StopTimeout)
+				ev.emit(StopEscalatedEvent{PID: pid, Timeout: cfg.StopTimeout})
 			}
 			if r.KillErr != nil {
-				ev.emitf(evInternal, nil, "killing the workload: %v", r.KillErr)
+				ev.emit(InternalErrorEvent{Err: fmt.Errorf("killing the workload: %w", r.KillErr)})
 			}
-			ev.emitf(evStopped, exitFields(pid, r.Exit), "stopped in %v: %v", r.Took.Round(1e6), r.Exit)
+			ev.emit(StoppedEvent{ExitInfo: exitOf(pid, r.Exit), Took: r.Took})
 			return exitStatusFor(r.Exit, true)
 		case sig := <-sigs.Reload:
 			// Not forwarded: Node's default action for SIGHUP is to terminate, and T3 has no
 			// handler for it, so a token re-read would kill the server and every agent with it.
-			ev.emitf(evSignal, fields{"T3_SIGNAL": sigName(sig), "T3_PID": pid}, "%s: re-reading the token (t3, pid %s, is not signalled)", sigName(sig), pid)
+			ev.emit(SignalEvent{Signal: sigName(sig), PID: pid})
 			rot.start(keepCtx, true)
 		case <-rot.C():
 			rot.start(keepCtx, false)
@@ -303,15 +295,15 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 		case err := <-probeResults:
 			if hs.record(ev, err) {
 				r := child.Stop(cfg.StopTimeout)
-				ev.emitf(evStopped, exitFields(pid, r.Exit), "stopped the unresponsive server in %v: %v", r.Took.Round(1e6), r.Exit)
+				ev.emit(StoppedEvent{ExitInfo: exitOf(pid, r.Exit), Took: r.Took, Unresponsive: true})
 				return exitUnresponsive
 			}
 		case r := <-renewals:
 			if r.Err != nil {
 				hs.saveState(func(s *supervisorState) { s.VaultRenewFailures++ })
-				ev.emitf(evVaultRenewFailed, nil, "renewing the Vault token: %v", r.Err)
+				ev.emit(VaultRenewFailedEvent{Err: r.Err})
 			} else {
-				ev.emitf(evVaultRenewed, fields{"T3_VAULT_TTL": r.TTL.String()}, "Vault token renewed, ttl %v", r.TTL)
+				ev.emit(VaultRenewedEvent{TTL: r.TTL})
 			}
 		}
 	}
@@ -348,24 +340,22 @@ func setupCgroup(cfg *config, p *plan, ev *events) (*os.File, error) {
 	tree := p.Cgroup.tree
 	warnings, err := tree.Apply(p.Cgroup.Steps, os.Getpid())
 	for _, w := range warnings {
-		ev.emitf(evCgroupWarning, fields{"T3_CGROUP": tree.Dir(".")}, "%v", w)
+		ev.emit(CgroupWarningEvent{Cgroup: tree.Dir("."), Err: w})
 	}
 	if err != nil {
-		ev.emitf(evCgroupFailed, fields{"T3_CGROUP": tree.Dir("."), "T3_EXIT_CODE": fmt.Sprint(exitCgroup)}, "setting up the cgroup subtree: %v", err)
+		ev.emit(CgroupFailedEvent{Cgroup: tree.Dir("."), ExitCode: exitCgroup, Err: fmt.Errorf("setting up the cgroup subtree: %w", err)})
 		return nil, err
 	}
 	if err := makeShims(cfg.ShimDir, cfg.AgentNames); err != nil {
 		// Agents still get placed by the watch of server/; only the early placement is lost.
-		ev.emitf(evCgroupWarning, fields{"T3_SHIM_DIR": cfg.ShimDir}, "agent shims: %v", err)
+		ev.emit(CgroupWarningEvent{ShimDir: cfg.ShimDir, Err: fmt.Errorf("agent shims: %w", err)})
 	}
 	dir, err := tree.OpenServer()
 	if err != nil {
-		ev.emitf(evCgroupFailed, fields{"T3_CGROUP": tree.Dir(".")}, "%v", err)
+		ev.emit(CgroupFailedEvent{Cgroup: tree.Dir("."), Err: err})
 		return nil, err
 	}
-	ev.emitf(evCgroupReady, fields{"T3_CGROUP": tree.Dir("."), "T3_MEMORY_MAX": cfg.Limits.MemoryMax.String(),
-		"T3_MEMORY_HIGH": cfg.Limits.MemoryHigh.String()},
-		"cgroup subtree ready: workload memory.max %s, agents memory.high %s, swap 0", cfg.Limits.MemoryMax, cfg.Limits.MemoryHigh)
+	ev.emit(CgroupReadyEvent{Cgroup: tree.Dir("."), MemoryMax: cfg.Limits.MemoryMax, MemoryHigh: cfg.Limits.MemoryHigh})
 	return dir, nil
 }
 
@@ -373,10 +363,10 @@ func setupCgroup(cfg *config, p *plan, ev *events) (*os.File, error) {
 func teardownCgroup(cfg *config, tree *cgroup.Tree, ev *events) {
 	removeShims(cfg.ShimDir, cfg.AgentNames)
 	if err := tree.KillAll(); err != nil {
-		ev.emitf(evInternal, nil, "killing the workload: %v", err)
+		ev.emit(InternalErrorEvent{Err: fmt.Errorf("killing the workload: %w", err)})
 	}
 	if err := tree.Teardown(); err != nil {
-		ev.emitf(evCgroupWarning, nil, "removing the subtree: %v", err)
+		ev.emit(CgroupWarningEvent{Err: fmt.Errorf("removing the subtree: %w", err)})
 	}
 }
 
@@ -384,79 +374,32 @@ func teardownCgroup(cfg *config, tree *cgroup.Tree, ev *events) {
 func emitCgroupEvent(ev *events, e cgroup.Event, serverPID int) {
 	switch e := e.(type) {
 	case cgroup.AgentPlaced:
-		ev.emitf(evAgentPlaced, fields{"T3_PID": fmt.Sprint(e.PID), "T3_CGROUP": e.Leaf, "T3_VIA": e.Via, "T3_COMM": e.Comm},
-			"agent %s (pid %d) placed in agents/%s by the %s", e.Comm, e.PID, e.Leaf, e.Via)
+		ev.emit(AgentPlacedEvent{PID: e.PID, Leaf: e.Leaf, Via: e.Via, Comm: e.Comm})
 	case cgroup.LeafRemoved:
-		ev.emitf(evAgentLeafRemoved, fields{"T3_CGROUP": e.Leaf}, "agent leaf agents/%s emptied and removed", e.Leaf)
+		ev.emit(AgentLeafRemovedEvent{Leaf: e.Leaf})
 	case cgroup.OOMKill:
-		f := fields{"T3_KILLER": "kernel", "T3_OOM_KILL_COUNT": fmt.Sprint(e.Count),
-			"T3_SEEN_MONOTONIC_USEC": fmt.Sprint(e.Seen.Microseconds())}
-		if !e.Known {
-			where := "leaf unknown"
-			if e.Victim.Leaf != "" {
-				f["T3_CGROUP"] = e.Victim.Leaf
-				where = "in " + e.Victim.Leaf
-			}
-			ev.emitf(evOOMKill, f, "the kernel OOM-killed a process in the workload that lived less than a sample (%s)", where)
-			return
+		x := OOMKillEvent{Count: e.Count, SeenUsec: e.Seen.Microseconds(), Leaf: e.Victim.Leaf}
+		if e.Known {
+			v := victimOf(e.Victim)
+			x.Victim, x.Server = &v, e.Victim.PID == serverPID
 		}
-		victimFields(f, e.Victim)
-		ev.emitf(evOOMKill, f, "the kernel OOM-killed %s (pid %d, %s resident) in %s; %s",
-			e.Victim.Comm, e.Victim.PID, mib(e.Victim.RSS), e.Victim.Leaf, oomAftermath(e.Victim, serverPID))
+		ev.emit(x)
 	case cgroup.PressureKill:
-		f := fields{"T3_KILLER": "t3-supervise", "T3_SIGNAL": e.Signal, "T3_STALL": fmt.Sprintf("%.2f", e.Stall)}
-		victimFields(f, e.Victim)
-		ev.emitf(evPressureKill, f, "killed %s (pid %d, %s resident, agents/%s) with %s: agents over memory.high and stalled %.0f%% for %v",
-			e.Victim.Comm, e.Victim.PID, mib(e.Victim.RSS), e.Victim.Leaf, e.Signal, 100*e.Stall, e.Window)
+		ev.emit(PressureKillEvent{Signal: e.Signal, Stall: e.Stall, Leaf: e.Victim.Leaf, Victim: victimOf(e.Victim), Window: e.Window})
 	case cgroup.Warning:
-		ev.emitf(evCgroupWarning, nil, "%v", e.Err)
+		ev.emit(CgroupWarningEvent{Err: e.Err})
 	case cgroup.PressureUnavailable:
-		ev.emitf(evPressureOff, nil, "%v", e.Err)
+		ev.emit(PressureOffEvent{Err: e.Err})
 	case cgroup.StrayKilled:
-		f := fields{"T3_KILLER": "t3-supervise", "T3_SIGNAL": "SIGKILL"}
-		victimFields(f, e.Victim)
-		ev.emitf(evStrayKilled, f, "killed %s (pid %d, %s resident): it was in %s, outside the workload and its limits (a process of the user's moved it there)",
-			e.Victim.Comm, e.Victim.PID, mib(e.Victim.RSS), e.Cgroup)
+		ev.emit(StrayKilledEvent{Cgroup: e.Cgroup, Victim: victimOf(e.Victim)})
 	case cgroup.LimitRestored:
-		ev.emitf(evLimitRestored, fields{"T3_CGROUP_FILE": e.File, "T3_FOUND": e.Found, "T3_RESTORED": e.Restored},
-			"%s read %q, not the planned %q (a process of the user's wrote it): written back", e.File, e.Found, e.Restored)
+		ev.emit(LimitRestoredEvent{File: e.File, Found: e.Found, Restored: e.Restored})
 	case cgroup.ServerFound:
-		ev.emitf(evServerFound, fields{"T3_PID": fmt.Sprint(e.PID), "T3_COMM": e.Comm, "T3_WRAPPER_PID": fmt.Sprint(e.Wrapper), "T3_WRAPPER_COMM": e.WrapperComm},
-			"t3's direct child %s (pid %d) does not listen on port %d itself; %s (pid %d) does: it is the server and stays in server/ with the processes between them",
-			e.WrapperComm, e.Wrapper, e.Port, e.Comm, e.PID)
+		ev.emit(ServerFoundEvent{PID: e.PID, Comm: e.Comm, WrapperPID: e.Wrapper, WrapperComm: e.WrapperComm, Port: e.Port})
 	}
-}
-
-// oomAftermath says what an OOM kill means for the server. The server's own death is not
-// survivable from inside: its agents are killed with it and the supervisor exits for systemd to
-// restart the unit (child_exited follows).
-func oomAftermath(v cgroup.Victim, serverPID int) string {
-	if v.PID == serverPID {
-		return "that was the server itself: its agents are stopped and the supervisor exits for systemd to restart the unit"
-	}
-	return "the server keeps running"
-}
-
-func victimFields(f fields, v cgroup.Victim) {
-	f["T3_PID"] = fmt.Sprint(v.PID)
-	f["T3_VICTIM_PID"] = fmt.Sprint(v.PID)
-	f["T3_VICTIM_COMM"] = v.Comm
-	f["T3_VICTIM_CMDLINE"] = v.Cmdline
-	f["T3_VICTIM_RSS"] = fmt.Sprint(v.RSS)
-	f["T3_CGROUP"] = v.Leaf
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%d MiB", b>>20) }
-
-func exitFields(pid string, e supervise.Exit) fields {
-	f := fields{"T3_PID": pid, "T3_EXIT_STATUS": fmt.Sprint(e.Status())}
-	if e.Signal != 0 {
-		f["T3_SIGNAL"] = sigName(e.Signal)
-	} else {
-		f["T3_EXIT_CODE"] = fmt.Sprint(e.Code)
-	}
-	return f
-}
 
 func sigName(s os.Signal) string {
 	if n, ok := s.(syscall.Signal); ok {
@@ -481,7 +424,6 @@ func sigName(s os.Signal) string {
 
 // applyEnvFile carries out the env file action of the plan.
 func applyEnvFile(cfg *config, p *plan, ev *events) error {
-	f := fields{"T3_ENV_FILE": cfg.EnvFile}
 	switch p.fileAct.Action {
 	case creds.ActionWrite:
 		changed, err := creds.WriteEnvFile(cfg.EnvFile, p.decision.Inject)
@@ -489,8 +431,7 @@ func applyEnvFile(cfg *config, p *plan, ev *events) error {
 			return err
 		}
 		if changed {
-			f["T3_TOKEN_FINGERPRINT"] = p.decision.Inject.Fingerprint()
-			ev.emitf(evEnvFileWritten, f, "token materialized at %s", cfg.EnvFile)
+			ev.emit(EnvFileWrittenEvent{EnvFile: cfg.EnvFile, Fingerprint: p.decision.Inject.Fingerprint()})
 		}
 	case creds.ActionRefuse:
 		return p.fileAct.Refusal
@@ -500,7 +441,7 @@ func applyEnvFile(cfg *config, p *plan, ev *events) error {
 			return err
 		}
 		if removed {
-			ev.emitf(evEnvFileRemoved, f, "removed %s: the user has no token in Vault", cfg.EnvFile)
+			ev.emit(EnvFileRemovedEvent{EnvFile: cfg.EnvFile})
 		}
 	}
 	return nil

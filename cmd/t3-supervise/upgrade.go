@@ -200,8 +200,7 @@ func (u *upgrader) poll(ev *events) {
 	id, err := statID(u.path)
 	if err != nil {
 		if !u.seen.isZero() {
-			ev.emitf(evBinaryRemoved, fields{"T3_BINARY": u.path, "T3_RUNNING_VERSION": buildVersion()},
-				"%s is gone (%v): the supervisor keeps running this binary and does not restart for it", u.path, err)
+			ev.emit(BinaryRemovedEvent{Binary: u.path, RunningVersion: buildVersion(), Err: err})
 		}
 		u.seen, u.stale = fileID{}, false
 		return
@@ -215,9 +214,8 @@ func (u *upgrader) poll(ev *events) {
 	if !u.stale {
 		return // back to the running file (a package downgrade undone, a restored backup)
 	}
-	ev.emitf(evBinaryReplaced, fields{"T3_BINARY": u.path, "T3_RUNNING_VERSION": buildVersion(),
-		"T3_RUNNING_INODE": fmt.Sprint(u.running.Ino), "T3_INSTALLED_INODE": fmt.Sprint(id.Ino)},
-		"%s was replaced (inode %d, this one runs %d, version %s): %s", u.path, id.Ino, u.running.Ino, buildVersion(), u.plan())
+	ev.emit(BinaryReplacedEvent{Binary: u.path, RunningVersion: buildVersion(), RunningInode: u.running.Ino,
+		InstalledInode: id.Ino, Plan: u.plan()})
 }
 
 // plan says when the move happens.
@@ -236,9 +234,7 @@ func (u *upgrader) request(ev *events, sig os.Signal) {
 	if u.stale {
 		what = "the binary installed at " + u.path
 	}
-	ev.emitf(evUpgradeRequested, fields{"T3_SIGNAL": sigName(sig), "T3_BINARY": u.path, "T3_BINARY_STALE": fmt.Sprint(u.stale)},
-		"%s (systemctl reload): restarting onto %s once the agents have been idle for %v (by CPU time, --busy-cpu); never while agents work (systemctl restart moves at once)",
-		sigName(sig), what, u.cfg.Rotation.Idle)
+	ev.emit(UpgradeRequestedEvent{Signal: sigName(sig), Binary: u.path, Stale: u.stale, Onto: what, Idle: u.cfg.Rotation.Idle})
 }
 
 // observe takes the agents' last verdict at a tick; it returns true when t3 must be stopped for
@@ -261,8 +257,7 @@ func (u *upgrader) observe(ev *events, now time.Time, act cgroup.Verdict) bool {
 			default:
 				why = fmt.Sprintf("the agents have been idle for %v, short of %v", u.gate.Idle.IdleFor(now).Round(time.Second), u.cfg.Rotation.Idle)
 			}
-			ev.emitf(evUpgradePending, fields{"T3_BINARY": u.path, "T3_BUSY": fmt.Sprint(act.Busy)},
-				"the move to %s waits: %s; t3 and its agents keep running", u.path, why)
+			ev.emit(UpgradePendingEvent{Binary: u.path, Busy: act.Busy, Why: why})
 		}
 	case upgradeNow:
 		if !u.stale {
@@ -275,8 +270,7 @@ func (u *upgrader) observe(ev *events, now time.Time, act cgroup.Verdict) bool {
 			// once the new unit is loaded.
 			if u.unsettled != state {
 				u.unsettled = state
-				ev.emitf(evUpgradePending, fields{"T3_BINARY": u.path, "T3_BUSY": "false", "T3_DPKG_STATE": state},
-					"the move to %s waits: dpkg has %s %s, not configured yet (its postinst reloads systemd)", u.path, packageName, state)
+				ev.emit(UpgradePendingEvent{Binary: u.path, DpkgState: state})
 			}
 			return false
 		}
@@ -292,7 +286,7 @@ func (u *upgrader) observe(ev *events, now time.Time, act cgroup.Verdict) bool {
 			// A binary that cannot say its version would not start either: restarting into it
 			// would turn an upgrade into an outage. Wait for the next file at the path.
 			u.broken = u.seen
-			ev.emitf(evUpgradeRefused, fields{"T3_BINARY": u.path}, "not restarting into %s: %v; the supervisor keeps running this binary (%s)", u.path, err, buildVersion())
+			ev.emit(UpgradeRefusedEvent{Binary: u.path, RunningVersion: buildVersion(), Err: err})
 			return false
 		}
 		u.installed = v
@@ -301,12 +295,11 @@ func (u *upgrader) observe(ev *events, now time.Time, act cgroup.Verdict) bool {
 	return false
 }
 
-// restartFields are upgrade_restart's fields.
-func (u *upgrader) restartFields(pid string, now time.Time) fields {
-	return fields{"T3_PID": pid, "T3_EXIT_CODE": fmt.Sprint(exitUpgrade), "T3_BINARY": u.path,
-		"T3_RUNNING_VERSION": buildVersion(), "T3_INSTALLED_VERSION": u.installedVersion(),
-		"T3_BINARY_STALE": fmt.Sprint(u.stale), "T3_REQUESTED": fmt.Sprint(u.requested),
-		"T3_IDLE_FOR": u.gate.Idle.IdleFor(now).Round(time.Second).String()}
+// restartEvent is upgrade_restart: t3 (pid) is stopped for the move.
+func (u *upgrader) restartEvent(pid int, now time.Time) UpgradeRestartEvent {
+	return UpgradeRestartEvent{PID: pid, ExitCode: exitUpgrade, Binary: u.path, RunningVersion: buildVersion(),
+		InstalledVersion: u.installedVersion(), Stale: u.stale, Requested: u.requested,
+		IdleFor: u.gate.Idle.IdleFor(now).Round(time.Second)}
 }
 
 func (u *upgrader) installedVersion() string {
@@ -453,7 +446,7 @@ func (u *upgrader) publish(ev *events) {
 		return
 	}
 	if err := writeFileAtomic(u.statePath, s); err != nil {
-		ev.emitf(evInternal, nil, "writing %s: %v", u.statePath, err)
+		ev.emit(InternalErrorEvent{Err: fmt.Errorf("writing %s: %w", u.statePath, err)})
 		return
 	}
 	u.published = s

@@ -179,9 +179,11 @@ func TestUpgraderWaitsForIdleThenMoves(t *testing.T) {
 	if want := binVersion(t, supervisorBin); w.u.installed != want {
 		t.Errorf("installed version %q: want %q, what the new binary's version command printed", w.u.installed, want)
 	}
-	f := w.u.restartFields("42", t1.Add(time.Minute))
-	if f["T3_EXIT_CODE"] != "73" || f["T3_IDLE_FOR"] != "1m0s" || f["T3_INSTALLED_VERSION"] != w.u.installed {
-		t.Errorf("upgrade_restart fields %v", f)
+	got := w.u.restartEvent(42, t1.Add(time.Minute))
+	want := UpgradeRestartEvent{PID: 42, ExitCode: 73, Binary: w.path, RunningVersion: buildVersion(),
+		InstalledVersion: w.u.installed, Stale: true, IdleFor: time.Minute}
+	if got != want {
+		t.Errorf("upgrade_restart:\n got  %+v\n want %+v", got, want)
 	}
 }
 
