@@ -183,7 +183,8 @@ func TestT3AddressFollowsT3sOwnVariables(t *testing.T) {
 
 func TestFormatLine(t *testing.T) {
 	var b bytes.Buffer
-	b.WriteString(formatLine(evCredFallback, "Vault down", fields{"T3_B": "2", "T3_A": "1"}))
+	k, _ := kindOf(CredFallbackEvent{})
+	b.WriteString(formatLine(k, "Vault down", fields{"T3_B": "2", "T3_A": "1"}))
 	if got, want := b.String(), "t3-supervise: warning credential_fallback: Vault down (T3_A=1 T3_B=2)"; got != want {
 		t.Errorf("%q, want %q", got, want)
 	}

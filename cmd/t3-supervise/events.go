@@ -169,11 +169,6 @@ func (e *events) emit(x event) {
 	e.write(k, msg, f)
 }
 
-// emitf is the untyped form, while call sites move to typed events.
-func (e *events) emitf(k eventKind, f fields, format string, args ...any) {
-	e.write(k, fmt.Sprintf(format, args...), f)
-}
-
 func (e *events) write(k eventKind, msg string, f fields) {
 	msg = redactURLs(msg)
 	shown := make(fields, len(f))
