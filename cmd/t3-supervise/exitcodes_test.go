@@ -3,11 +3,11 @@
 package main
 
 import (
-	"bytes"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -133,16 +133,19 @@ func TestOOMKillOfTheServerSaysSo(t *testing.T) {
 		{victim: 42, says: "that was the server itself", not: "keeps running"},
 		{victim: 43, says: "the server keeps running", not: "server itself"},
 	} {
-		var buf bytes.Buffer
-		ev := newEvents("alice", &buf, false)
+		ev, rec := recordEvents("alice")
 		leaf := "server"
 		if tc.victim != 42 {
 			leaf = "1-2"
 		}
 		emitCgroupEvent(ev, cgroup.OOMKill{Known: true, Count: 1, Victim: cgroup.Victim{PID: tc.victim, Comm: "node", RSS: 1 << 30, Leaf: leaf}}, 42)
-		line := buf.String()
-		if !strings.Contains(line, tc.says) || strings.Contains(line, tc.not) {
-			t.Errorf("victim %d, server 42: %s", tc.victim, line)
+		want := OOMKillEvent{Count: 1, Leaf: leaf, Victim: &Victim{PID: tc.victim, VictimPID: tc.victim, Comm: "node", RSS: 1 << 30}, Server: tc.victim == 42}
+		got := eventsOf[OOMKillEvent](rec)
+		if len(got) != 1 || !reflect.DeepEqual(got[0], want) {
+			t.Fatalf("victim %d, server 42:\n got  %+v\n want %+v", tc.victim, got, want)
+		}
+		if msg := got[0].message(); !strings.Contains(msg, tc.says) || strings.Contains(msg, tc.not) {
+			t.Errorf("victim %d, server 42: %s", tc.victim, msg)
 		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,35 +22,37 @@ type fakeClock struct{ t time.Time }
 
 func (c *fakeClock) now() time.Time { return c.t }
 
-func testExpiryWatch(t *testing.T, exp creds.Expiry) (*expiryWatch, *fakeClock, *events, *syncBuffer, string) {
+func testExpiryWatch(t *testing.T, exp creds.Expiry) (*expiryWatch, *fakeClock, *events, *recorder, string) {
 	t.Helper()
 	clock := &fakeClock{t: time.Date(2027, 11, 1, 12, 0, 0, 0, time.UTC)}
 	dir := t.TempDir()
 	cfg := &config{User: "alice", RuntimeDir: dir, now: clock.now, TokenLifetime: creds.DefaultTokenLifetime}
 	p := &plan{decision: creds.Decision{Inject: creds.NewSecret(fakeToken1), From: creds.FromVault},
 		Credential: credentialPlan{Version: 4, Path: "secret/workstation/claude-users/alice"}, expiry: exp}
-	var buf syncBuffer
 	w := newExpiryWatch(cfg, p)
 	t.Cleanup(func() { w.timer.Stop() })
-	return w, clock, newEvents("alice", &buf, false), &buf, dir
+	ev, rec := recordEvents("alice")
+	return w, clock, ev, rec, dir
 }
 
-func count(out *syncBuffer, event string) int { return strings.Count(out.String(), " "+event+": ") }
+const testVaultPath = "secret/workstation/claude-users/alice"
 
 // At start inside 7 days: one credential_expiring for the 7-day threshold (never the 30-day one
 // after it), nothing more on later looks until the 1-day threshold, then the expiry; STATUS=
 // counts the days; status's file has the expiry and its source; the token is never printed.
 func TestExpiryWatchReportsEachThresholdOnce(t *testing.T) {
 	at := time.Date(2027, 11, 6, 0, 0, 0, 0, time.UTC)
-	w, clock, ev, out, dir := testExpiryWatch(t, creds.Expiry{At: at, Source: creds.ExpiryCustomMetadata})
+	w, clock, ev, rec, dir := testExpiryWatch(t, creds.Expiry{At: at, Source: creds.ExpiryCustomMetadata})
 	w.save()
 	w.check(ev)
-	line := eventLine(out.String(), "credential_expiring")
-	for _, want := range []string{"T3_EXPIRY_THRESHOLD_DAYS=7", "T3_TOKEN_DAYS_LEFT=4", "T3_TOKEN_EXPIRES_AT=2027-11-06T00:00:00Z",
-		"T3_TOKEN_EXPIRY_SOURCE=custom_metadata", "T3_VAULT_PATH=secret/workstation/claude-users/alice", "T3_KV_VERSION=4", "warning"} {
-		if !strings.Contains(line, want) {
-			t.Errorf("credential_expiring lacks %s: %s", want, line)
-		}
+	fp := creds.NewSecret(fakeToken1).Fingerprint()
+	notice := func(left time.Duration, days int) ExpiryInfo {
+		return ExpiryInfo{VaultPath: testVaultPath, ExpiresAt: at, Source: "custom_metadata", DaysLeft: days,
+			Fingerprint: fp, KVVersion: 4, Left: left}
+	}
+	want := []event{CredExpiringEvent{notice(at.Sub(clock.t), 4), 7}}
+	if got := rec.all(); !reflect.DeepEqual(got, want) {
+		t.Errorf("at the start:\n got  %+v\n want %+v", got, want)
 	}
 	if n := w.note(); n != "token expires in 4 days (2027-11-06)" {
 		t.Errorf("STATUS note %q", n)
@@ -57,13 +61,14 @@ func TestExpiryWatchReportsEachThresholdOnce(t *testing.T) {
 	w.check(ev)
 	w.follow(ev, refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken1), Version: 4,
 		ExpiresAt: "2027-11-06", Created: at.Add(-300 * 24 * time.Hour)}}, creds.NewSecret(fakeToken1), creds.DefaultTokenLifetime)
-	if c := count(out, "credential_expiring"); c != 1 {
-		t.Fatalf("%d credential_expiring after a later look and a re-read of the same expiry, want 1:\n%s", c, out)
+	if got := rec.all(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after a later look and a re-read of the same expiry:\n got  %+v\n want %+v", got, want)
 	}
 	clock.t = at.Add(-23 * time.Hour)
 	w.check(ev)
-	if c := count(out, "credential_expiring"); c != 2 || !strings.Contains(out.String(), "T3_EXPIRY_THRESHOLD_DAYS=1") {
-		t.Fatalf("no 1-day notice:\n%s", out)
+	want = append(want, CredExpiringEvent{notice(23*time.Hour, 0), 1})
+	if got := rec.all(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("the 1-day notice:\n got  %+v\n want %+v", got, want)
 	}
 	if n := w.note(); n != "token expires in 23 hours (2027-11-06)" {
 		t.Errorf("STATUS note %q", n)
@@ -71,8 +76,9 @@ func TestExpiryWatchReportsEachThresholdOnce(t *testing.T) {
 	clock.t = at.Add(time.Second)
 	w.check(ev)
 	w.check(ev)
-	if c := count(out, "credential_expired"); c != 1 || !strings.Contains(eventLine(out.String(), "credential_expired"), "error credential_expired") {
-		t.Fatalf("%d credential_expired (error), want 1:\n%s", c, out)
+	want = append(want, CredExpiredEvent{notice(-time.Second, -1)})
+	if got := rec.all(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("one credential_expired:\n got  %+v\n want %+v", got, want)
 	}
 	clock.t = at.Add(50 * time.Hour)
 	if n := w.note(); n != "token EXPIRED 2 days ago" {
@@ -82,7 +88,7 @@ func TestExpiryWatchReportsEachThresholdOnce(t *testing.T) {
 	if st.TokenExpiresAt == nil || !st.TokenExpiresAt.Equal(at) || st.TokenExpirySource != "custom_metadata" || st.TokenSource != "vault" || st.KVVersion != 4 {
 		t.Errorf("credential.json: %+v", st)
 	}
-	if strings.Contains(out.String(), fakeToken1) {
+	if strings.Contains(rec.text.String(), fakeToken1) {
 		t.Error("the token was printed")
 	}
 }
@@ -91,38 +97,47 @@ func TestExpiryWatchReportsEachThresholdOnce(t *testing.T) {
 // and an unconfirmed "gone" change nothing; a confirmed opt-out ends the expiry.
 func TestExpiryWatchFollowsReReads(t *testing.T) {
 	at := time.Date(2027, 11, 20, 0, 0, 0, 0, time.UTC) // 18.5 days after the clock's start
-	w, clock, ev, out, dir := testExpiryWatch(t, creds.Expiry{At: at, Source: creds.ExpiryCustomMetadata})
+	w, clock, ev, rec, dir := testExpiryWatch(t, creds.Expiry{At: at, Source: creds.ExpiryCustomMetadata})
+	expiring := func() []time.Time {
+		var ats []time.Time
+		for _, e := range eventsOf[CredExpiringEvent](rec) {
+			ats = append(ats, e.ExpiresAt)
+		}
+		return ats
+	}
 	w.check(ev)
-	if count(out, "credential_expiring") != 1 {
-		t.Fatalf("no 30-day notice:\n%s", out)
+	if got := eventsOf[CredExpiringEvent](rec); len(got) != 1 || got[0].ThresholdDays != 30 {
+		t.Fatalf("no 30-day notice: %+v", rec.all())
 	}
 	// The operator corrects expires_at: a new expiry, reported afresh.
 	w.follow(ev, refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken1), Version: 4,
 		ExpiresAt: "2027-11-25", Created: at.Add(-300 * 24 * time.Hour)}}, creds.NewSecret(fakeToken1), creds.DefaultTokenLifetime)
-	if count(out, "credential_expiring") != 2 || !strings.Contains(out.String(), "T3_TOKEN_EXPIRES_AT=2027-11-25T00:00:00Z") {
-		t.Fatalf("the corrected expiry was not reported:\n%s", out)
+	corrected := time.Date(2027, 11, 25, 0, 0, 0, 0, time.UTC)
+	if got := expiring(); !slices.Equal(got, []time.Time{at, corrected}) {
+		t.Fatalf("the corrected expiry was not reported: %v", got)
 	}
 	// A failed re-read, and a "gone" that waits for its confirmation: nothing changes.
 	w.follow(ev, refreshResult{err: os.ErrDeadlineExceeded}, creds.NewSecret(fakeToken1), creds.DefaultTokenLifetime)
 	w.follow(ev, refreshResult{res: creds.Result{Outcome: creds.NoSecret}}, creds.NewSecret(fakeToken1), creds.DefaultTokenLifetime)
-	if !w.exp.Known() || count(out, "credential_expiring") != 2 {
-		t.Fatalf("a failed or unconfirmed read changed the expiry: %+v\n%s", w.exp, out)
+	if !w.exp.Known() || len(rec.all()) != 2 {
+		t.Fatalf("a failed or unconfirmed read changed the expiry: %+v\n%+v", w.exp, rec.all())
 	}
 	// A new token whose expires_at was not updated and lies before it: credential_expiry_invalid,
 	// created_time + lifetime instead (a year: far, nothing to report).
 	created := clock.t.Add(-time.Hour)
 	w.follow(ev, refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken2), Version: 5, Path: "secret/workstation/claude-users/alice",
 		ExpiresAt: "2027-10-01", Created: created}}, creds.NewSecret(fakeToken2), creds.DefaultTokenLifetime)
-	if c := count(out, "credential_expiry_invalid"); c != 1 || !strings.Contains(eventLine(out.String(), "credential_expiry_invalid"), "T3_VAULT_PATH=secret/workstation/claude-users/alice") {
-		t.Fatalf("%d credential_expiry_invalid naming the path, want 1:\n%s", c, out)
+	invalid := eventsOf[CredExpiryInvalidEvent](rec)
+	if len(invalid) != 1 || invalid[0].VaultPath != testVaultPath || invalid[0].KVVersion != 5 || invalid[0].Err == nil {
+		t.Fatalf("want one credential_expiry_invalid naming the path and version 5: %+v", invalid)
 	}
-	if w.exp.Source != creds.ExpiryCreatedTime || !w.exp.At.Equal(created.Add(creds.DefaultTokenLifetime)) || count(out, "credential_expiring") != 2 || w.note() != "" {
-		t.Fatalf("after the rotation: %+v, note %q\n%s", w.exp, w.note(), out)
+	if w.exp.Source != creds.ExpiryCreatedTime || !w.exp.At.Equal(created.Add(creds.DefaultTokenLifetime)) || len(expiring()) != 2 || w.note() != "" {
+		t.Fatalf("after the rotation: %+v, note %q\n%+v", w.exp, w.note(), rec.all())
 	}
 	// The same problem on the next re-read: not reported again.
 	w.follow(ev, refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken2), Version: 5, Path: "secret/workstation/claude-users/alice",
 		ExpiresAt: "2027-10-01", Created: created}}, creds.NewSecret(fakeToken2), creds.DefaultTokenLifetime)
-	if c := count(out, "credential_expiry_invalid"); c != 1 {
+	if c := len(eventsOf[CredExpiryInvalidEvent](rec)); c != 1 {
 		t.Fatalf("the same problem reported %d times", c)
 	}
 	if st := readCredentialState(dir, os.Getuid()); st.KVVersion != 5 || st.TokenExpirySource != "created_time" {

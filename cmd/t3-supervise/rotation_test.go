@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,24 +19,27 @@ import (
 const fakeToken1 = "sk-ant-oat01-ROTATIONtestAAAAAAAAAAAAAAAA"
 const fakeToken2 = "sk-ant-oat01-ROTATIONtestBBBBBBBBBBBBBBBB"
 
-func testRotation(t *testing.T, policy string) (*rotation, *events, *syncBuffer) {
+func testRotation(t *testing.T, policy string) (*rotation, *events, *recorder) {
 	t.Helper()
 	cfg := &config{User: "alice", EnvFile: filepath.Join(t.TempDir(), "cas", "claude-oauth.env"),
 		Rotation: rotationConfig{Interval: time.Hour, Restart: policy, Idle: time.Minute}}
 	p := &plan{decision: creds.Decision{Inject: creds.NewSecret(fakeToken1)}, Credential: credentialPlan{Version: 1}}
-	var buf syncBuffer
-	return newRotation(cfg, p), newEvents("alice", &buf, false), &buf
+	ev, rec := recordEvents("alice")
+	return newRotation(cfg, p), ev, rec
 }
 
 func TestRotationWritesTheEnvFileAndFollowsThePolicy(t *testing.T) {
-	r, ev, out := testRotation(t, "never")
+	r, ev, rec := testRotation(t, "never")
 	r.handle(ev, refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken1), Version: 1}})
-	if strings.Contains(out.String(), "credential_rotated") || r.pending {
-		t.Fatalf("the same token counted as a rotation: %s", out)
+	if got := rec.all(); len(got) != 0 || r.pending {
+		t.Fatalf("the same token counted as a rotation: %+v", got)
 	}
 	r.handle(ev, refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken2), Version: 2, Path: "secret/x/alice"}})
-	if !strings.Contains(out.String(), "credential_rotated") || !strings.Contains(out.String(), "T3_KV_VERSION=2") {
-		t.Errorf("no rotation event:\n%s", out)
+	want := []event{CredRotatedEvent{VaultPath: "secret/x/alice", KVVersion: 2, VersionBefore: 1,
+		Fingerprint: creds.NewSecret(fakeToken2).Fingerprint(), EnvFile: r.cfg.EnvFile,
+		Policy: "t3 keeps the old token until it restarts (--restart-on-rotation=never)"}}
+	if got := rec.all(); !reflect.DeepEqual(got, want) {
+		t.Errorf("events:\n got  %+v\n want %+v", got, want)
 	}
 	b, _ := os.ReadFile(r.cfg.EnvFile)
 	if string(b) != "CLAUDE_CODE_OAUTH_TOKEN="+fakeToken2+"\n" {
@@ -43,7 +48,7 @@ func TestRotationWritesTheEnvFileAndFollowsThePolicy(t *testing.T) {
 	if r.pending || r.restartDue(time.Now(), idleNow) {
 		t.Error("policy never restarts")
 	}
-	if strings.Contains(out.String(), fakeToken2) {
+	if strings.Contains(rec.text.String(), fakeToken2) {
 		t.Error("the token was printed")
 	}
 }
@@ -95,7 +100,7 @@ func TestRotationWhenIdle(t *testing.T) {
 }
 
 func TestRotationOutageReportsOnceAndChangesNothing(t *testing.T) {
-	r, ev, out := testRotation(t, "always")
+	r, ev, rec := testRotation(t, "always")
 	if _, err := creds.WriteEnvFile(r.cfg.EnvFile, creds.NewSecret(fakeToken1)); err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +108,8 @@ func TestRotationOutageReportsOnceAndChangesNothing(t *testing.T) {
 	for i := 0; i < 6; i++ {
 		r.handle(ev, refreshResult{err: fail})
 	}
-	if n := strings.Count(out.String(), "credential_refresh_failed"); n != 1 {
-		t.Errorf("%d failure events for one outage:\n%s", n, out)
+	if got := rec.all(); len(got) != 1 || got[0].(RefreshFailedEvent).Err != fail {
+		t.Errorf("want one credential_refresh_failed for one outage: %+v", got)
 	}
 	if r.pending || r.restartDue(time.Now(), idleNow) {
 		t.Error("an outage asked for a restart")
@@ -115,9 +120,9 @@ func TestRotationOutageReportsOnceAndChangesNothing(t *testing.T) {
 	if r.backoff.Failures() != 6 {
 		t.Errorf("backoff counted %d failures", r.backoff.Failures())
 	}
-	r.handle(ev, refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken1), Version: 1}})
-	if !strings.Contains(out.String(), "credential_refresh_recovered") || r.backoff.Failures() != 0 {
-		t.Errorf("no recovery:\n%s", out)
+	r.handle(ev, refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken1), Version: 1, Path: "secret/x/alice"}})
+	if got := rec.all()[1:]; !reflect.DeepEqual(got, []event{RefreshRecoveredEvent{VaultPath: "secret/x/alice", Failures: 6}}) || r.backoff.Failures() != 0 {
+		t.Errorf("no recovery after 6 failures: %+v", got)
 	}
 }
 
@@ -147,7 +152,7 @@ func TestOptOutIsConfirmedBySecondRead(t *testing.T) {
 	gone := refreshResult{res: creds.Result{Outcome: creds.NoSecret, Path: "secret/x/alice"}}
 	same := refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken1), Version: 1}}
 	failed := refreshResult{err: fmt.Errorf("%w: connection refused", creds.ErrUnavailable)}
-	untouched := func(t *testing.T, r *rotation, out *syncBuffer) {
+	untouched := func(t *testing.T, r *rotation, rec *recorder) {
 		t.Helper()
 		if b, _ := os.ReadFile(r.cfg.EnvFile); string(b) != "CLAUDE_CODE_OAUTH_TOKEN="+fakeToken1+"\n" {
 			t.Error("the env file changed")
@@ -155,8 +160,8 @@ func TestOptOutIsConfirmedBySecondRead(t *testing.T) {
 		if r.pending || r.restartDue(time.Now(), idleNow) || !r.current.Equal(creds.NewSecret(fakeToken1)) {
 			t.Error("the restart policy was asked, or the token dropped")
 		}
-		if strings.Contains(out.String(), "credential_opt_out") || strings.Contains(out.String(), "env_file_removed") {
-			t.Errorf("acted on an unconfirmed opt-out:\n%s", out)
+		if n := len(eventsOf[CredOptOutEvent](rec)) + len(eventsOf[EnvFileRemovedEvent](rec)); n != 0 {
+			t.Errorf("acted on an unconfirmed opt-out: %+v", rec.all())
 		}
 	}
 	for _, tc := range []struct {
@@ -170,13 +175,13 @@ func TestOptOutIsConfirmedBySecondRead(t *testing.T) {
 		{"gone, failure, gone, gone", []refreshResult{failed, gone, gone}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, ev, out := testRotation(t, "always")
+			r, ev, rec := testRotation(t, "always")
 			if _, err := creds.WriteEnvFile(r.cfg.EnvFile, creds.NewSecret(fakeToken1)); err != nil {
 				t.Fatal(err)
 			}
 			r.confirmAfter = time.Millisecond
 			r.handle(ev, gone)
-			untouched(t, r, out)
+			untouched(t, r, rec)
 			// The confirming read is scheduled: the timer fires (a condition, not a sleep).
 			select {
 			case <-r.C():
@@ -187,17 +192,24 @@ func TestOptOutIsConfirmedBySecondRead(t *testing.T) {
 				r.handle(ev, rr)
 			}
 			if !tc.confirms {
-				untouched(t, r, out)
-				if tc.then[0].err == nil && !strings.Contains(out.String(), "did not confirm it") {
-					t.Errorf("no word of the unconfirmed opt-out:\n%s", out)
+				untouched(t, r, rec)
+				unconfirmed := RefreshFailedEvent{Gone: creds.NoSecret.String(), Then: creds.Found.String(),
+					After: time.Millisecond, EnvFile: r.cfg.EnvFile}
+				if tc.then[0].err == nil && !slices.Contains(eventsOf[RefreshFailedEvent](rec), unconfirmed) {
+					t.Errorf("no word of the unconfirmed opt-out: %+v", rec.all())
 				}
 				return
 			}
 			if _, err := os.Stat(r.cfg.EnvFile); !os.IsNotExist(err) {
 				t.Errorf("confirmed, but the env file stays: %v", err)
 			}
-			if !r.pending || !r.current.IsZero() || !strings.Contains(out.String(), "a second read confirmed") {
-				t.Errorf("confirmed, but not acted on:\n%s", out)
+			want := []event{
+				EnvFileRemovedEvent{EnvFile: r.cfg.EnvFile, Running: true},
+				CredOptOutEvent{TokenInfo: TokenInfo{VaultPath: "secret/x/alice"}, Outcome: creds.NoSecret.String(),
+					FirstSaid: creds.NoSecret.String(), Policy: "restarting t3 now (--restart-on-rotation=always)"},
+			}
+			if got := rec.all(); !r.pending || !r.current.IsZero() || !reflect.DeepEqual(got[len(got)-2:], want) {
+				t.Errorf("confirmed, but not acted on: %+v", got)
 			}
 		})
 	}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -107,14 +109,14 @@ type upgradeWorld struct {
 	dir  string
 	u    *upgrader
 	ev   *events
-	out  *syncBuffer
+	rec  *recorder
 	path string
 }
 
 func newUpgradeWorld(t *testing.T, policy string) *upgradeWorld {
 	t.Helper()
 	dir := t.TempDir()
-	w := &upgradeWorld{t: t, dir: dir, path: filepath.Join(dir, "t3-supervise"), out: new(syncBuffer)}
+	w := &upgradeWorld{t: t, dir: dir, path: filepath.Join(dir, "t3-supervise")}
 	w.install(supervisorBin)
 	cfg := &config{User: "alice", Upgrade: policy, Rotation: rotationConfig{Idle: time.Minute}, RuntimeDir: filepath.Join(dir, "run")}
 	if err := os.MkdirAll(cfg.RuntimeDir, 0o755); err != nil {
@@ -128,7 +130,7 @@ func newUpgradeWorld(t *testing.T, policy string) *upgradeWorld {
 	}
 	w.u.path, w.u.running, w.u.seen = w.path, running, running
 	w.u.dpkgDB = filepath.Join(dir, "no-dpkg") // not the host's
-	w.ev = newEvents("alice", w.out, false)
+	w.ev, w.rec = recordEvents("alice")
 	return w
 }
 
@@ -147,15 +149,24 @@ func (w *upgradeWorld) install(from string) {
 func TestUpgraderWaitsForIdleThenMoves(t *testing.T) {
 	w := newUpgradeWorld(t, "when-idle")
 	t0 := time.Unix(1_000_000, 0)
-	if w.u.observe(w.ev, t0, busyNow) || strings.Contains(w.out.String(), "binary_replaced") {
-		t.Fatalf("the running file counted as a replacement:\n%s", w.out)
+	if w.u.observe(w.ev, t0, busyNow) || len(w.rec.all()) != 0 {
+		t.Fatalf("the running file counted as a replacement: %+v", w.rec.all())
 	}
 	w.install(supervisorBin)
 	if w.u.observe(w.ev, t0.Add(5*time.Second), busyNow) {
 		t.Fatal("moved while an agent runs")
 	}
-	if !strings.Contains(w.out.String(), "binary_replaced") || !strings.Contains(w.out.String(), "upgrade_pending") {
-		t.Fatalf("no binary_replaced and upgrade_pending:\n%s", w.out)
+	installed, err := statID(w.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []event{
+		BinaryReplacedEvent{Binary: w.path, RunningVersion: buildVersion(), RunningInode: w.u.running.Ino, InstalledInode: installed.Ino,
+			Plan: "t3 and its agents keep running; the supervisor restarts onto it once the agents have been idle for 1m0s (by CPU time, --busy-cpu)"},
+		UpgradePendingEvent{Binary: w.path, Busy: true, Why: "the agents are busy"},
+	}
+	if got := w.rec.all(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("a replaced binary while busy:\n got  %+v\n want %+v", got, want)
 	}
 	st := readBinaryState(w.u.cfg.RuntimeDir, os.Getuid(), 0)
 	if st == nil || !st.BinaryStale || !st.UpgradePending || st.Binary != w.path || st.RunningVersion != buildVersion() {
@@ -166,8 +177,8 @@ func TestUpgraderWaitsForIdleThenMoves(t *testing.T) {
 			t.Fatal("moved while an agent runs")
 		}
 	}
-	if n := strings.Count(w.out.String(), "upgrade_pending"); n != 1 {
-		t.Errorf("%d upgrade_pending events for one wait:\n%s", n, w.out)
+	if got := w.rec.all(); !reflect.DeepEqual(got, want) {
+		t.Errorf("more events for one wait:\n got  %+v\n want %+v", got, want)
 	}
 	t1 := t0.Add(100 * time.Second)
 	if w.u.observe(w.ev, t1, idleNow) || w.u.observe(w.ev, t1.Add(59*time.Second), idleNow) {
@@ -180,10 +191,10 @@ func TestUpgraderWaitsForIdleThenMoves(t *testing.T) {
 		t.Errorf("installed version %q: want %q, what the new binary's version command printed", w.u.installed, want)
 	}
 	got := w.u.restartEvent(42, t1.Add(time.Minute))
-	want := UpgradeRestartEvent{PID: 42, ExitCode: 73, Binary: w.path, RunningVersion: buildVersion(),
+	restart := UpgradeRestartEvent{PID: 42, ExitCode: 73, Binary: w.path, RunningVersion: buildVersion(),
 		InstalledVersion: w.u.installed, Stale: true, IdleFor: time.Minute}
-	if got != want {
-		t.Errorf("upgrade_restart:\n got  %+v\n want %+v", got, want)
+	if got != restart {
+		t.Errorf("upgrade_restart:\n got  %+v\n want %+v", got, restart)
 	}
 }
 
@@ -203,8 +214,8 @@ func TestUpgraderRefusesABinaryThatDoesNotRun(t *testing.T) {
 			t.Fatal("moved to a binary that does not run")
 		}
 	}
-	if n := strings.Count(w.out.String(), "upgrade_refused"); n != 1 {
-		t.Errorf("%d upgrade_refused events:\n%s", n, w.out)
+	if refused := eventsOf[UpgradeRefusedEvent](w.rec); len(refused) != 1 || refused[0].Binary != w.path || refused[0].Err == nil {
+		t.Errorf("want one upgrade_refused naming %s and why: %+v", w.path, refused)
 	}
 	w.u.request(w.ev, syscall.SIGUSR2)
 	if w.u.observe(w.ev, t0.Add(10*time.Minute), idleNow) {
@@ -212,7 +223,7 @@ func TestUpgraderRefusesABinaryThatDoesNotRun(t *testing.T) {
 	}
 	w.install(supervisorBin)
 	if !w.u.observe(w.ev, t0.Add(11*time.Minute), idleNow) {
-		t.Fatalf("no move to the good binary that came next:\n%s", w.out)
+		t.Fatalf("no move to the good binary that came next: %+v", w.rec.all())
 	}
 }
 
@@ -226,12 +237,13 @@ func TestUpgraderNeverWaitsForAReload(t *testing.T) {
 			t.Fatal("moved without being asked")
 		}
 	}
-	if !strings.Contains(w.out.String(), "until an operator asks") {
-		t.Errorf("binary_replaced does not say it waits for a reload:\n%s", w.out)
+	if r := eventsOf[BinaryReplacedEvent](w.rec); len(r) != 1 || r[0].Plan != "no restart until an operator asks (--restart-on-upgrade=never; systemctl reload)" {
+		t.Errorf("binary_replaced does not say it waits for a reload: %+v", r)
 	}
 	w.u.request(w.ev, syscall.SIGUSR2)
-	if !strings.Contains(w.out.String(), "upgrade_requested") || !w.u.observe(w.ev, t0.Add(5*time.Hour), idleNow) {
-		t.Fatalf("no move after the request of an idle user:\n%s", w.out)
+	asked := UpgradeRequestedEvent{Signal: "SIGUSR2", Binary: w.path, Stale: true, Onto: "the binary installed at " + w.path, Idle: time.Minute}
+	if !slices.Contains(eventsOf[UpgradeRequestedEvent](w.rec), asked) || !w.u.observe(w.ev, t0.Add(5*time.Hour), idleNow) {
+		t.Fatalf("no move after the request of an idle user: %+v", w.rec.all())
 	}
 }
 
@@ -314,19 +326,19 @@ func TestUpgraderWaitsForDpkgToConfigure(t *testing.T) {
 			t.Fatal("moved to a binary dpkg has not configured")
 		}
 	}
-	if !strings.Contains(w.out.String(), "T3_DPKG_STATE=unpacked") || strings.Count(w.out.String(), "upgrade_pending") != 1 {
-		t.Errorf("want one upgrade_pending naming the dpkg state:\n%s", w.out)
+	if got := eventsOf[UpgradePendingEvent](w.rec); !reflect.DeepEqual(got, []UpgradePendingEvent{{Binary: w.path, DpkgState: "unpacked"}}) {
+		t.Errorf("want one upgrade_pending naming the dpkg state: %+v", got)
 	}
 	setState("installed")
 	// The status file says installed, but dpkg's journal of a run in progress says otherwise.
 	updates := filepath.Join(w.dir, "updates")
 	os.MkdirAll(updates, 0o755)
 	os.WriteFile(filepath.Join(updates, "0000"), []byte("Package: t3-supervise\nStatus: install ok half-configured\n"), 0o644)
-	if w.u.observe(w.ev, t0.Add(5*time.Hour), idleNow) || !strings.Contains(w.out.String(), "T3_DPKG_STATE=half-configured") {
-		t.Fatalf("moved while dpkg's updates/ says half-configured:\n%s", w.out)
+	if w.u.observe(w.ev, t0.Add(5*time.Hour), idleNow) || !slices.Contains(eventsOf[UpgradePendingEvent](w.rec), UpgradePendingEvent{Binary: w.path, DpkgState: "half-configured"}) {
+		t.Fatalf("moved while dpkg's updates/ says half-configured: %+v", w.rec.all())
 	}
 	os.WriteFile(filepath.Join(updates, "0001"), []byte("Package: t3-supervise\nStatus: install ok installed\n"), 0o644)
 	if !w.u.observe(w.ev, t0.Add(6*time.Hour), idleNow) {
-		t.Fatalf("no move once dpkg configured the package:\n%s", w.out)
+		t.Fatalf("no move once dpkg configured the package: %+v", w.rec.all())
 	}
 }
