@@ -7,6 +7,10 @@
 //
 // `t3-supervise --help` is the operator's manual: every flag, every environment variable it
 // reads, every exit code.
+//
+// Add an event in events.go (a type with its fields and message, a row in eventTable) and in
+// units/t3-supervise.catalog, then `go test ./cmd/t3-supervise -run Catalog -update` writes
+// docs/events.md; the tests fail until all three agree.
 package main
 
 import (
