@@ -302,7 +302,7 @@ type ConfigInvalidEvent struct {
 	Err error `journal:"-"`
 }
 
-func (e ConfigInvalidEvent) message() string { return e.Err.Error() }
+func (e ConfigInvalidEvent) message() string { return fmt.Sprint(e.Err) }
 
 // TokenInfo are the fields of the start's credential decision, shared by its four outcomes.
 type TokenInfo struct {
@@ -413,7 +413,7 @@ type EnvFileFailedEvent struct {
 	Err     error  `journal:"-"`
 }
 
-func (e EnvFileFailedEvent) message() string { return e.Err.Error() }
+func (e EnvFileFailedEvent) message() string { return fmt.Sprint(e.Err) }
 
 type VaultRenewedEvent struct {
 	TTL time.Duration `journal:"T3_VAULT_TTL"`
@@ -444,7 +444,7 @@ type ExecFailedEvent struct {
 	Err      error `journal:"-"`
 }
 
-func (e ExecFailedEvent) message() string { return e.Err.Error() }
+func (e ExecFailedEvent) message() string { return fmt.Sprint(e.Err) }
 
 // ExitInfo is how t3 ended: its exit status, and the signal or the exit code (exitOf). Stopped
 // before t3 was started, only the signal that stopped the start-up is known.
@@ -532,7 +532,7 @@ type InternalErrorEvent struct {
 	Err      error `journal:"-"`
 }
 
-func (e InternalErrorEvent) message() string { return e.Err.Error() }
+func (e InternalErrorEvent) message() string { return fmt.Sprint(e.Err) }
 
 type CgroupReadyEvent struct {
 	Cgroup     string      `journal:"T3_CGROUP"`
@@ -550,7 +550,7 @@ type CgroupFailedEvent struct {
 	Err      error  `journal:"-"`
 }
 
-func (e CgroupFailedEvent) message() string { return e.Err.Error() }
+func (e CgroupFailedEvent) message() string { return fmt.Sprint(e.Err) }
 
 type CgroupWarningEvent struct {
 	Cgroup  string `journal:"T3_CGROUP,omitempty"`
@@ -558,7 +558,7 @@ type CgroupWarningEvent struct {
 	Err     error  `journal:"-"`
 }
 
-func (e CgroupWarningEvent) message() string { return e.Err.Error() }
+func (e CgroupWarningEvent) message() string { return fmt.Sprint(e.Err) }
 
 type AgentPlacedEvent struct {
 	PID  int    `journal:"T3_PID"`
@@ -733,7 +733,7 @@ type PressureOffEvent struct {
 	Err error `journal:"-"`
 }
 
-func (e PressureOffEvent) message() string { return e.Err.Error() }
+func (e PressureOffEvent) message() string { return fmt.Sprint(e.Err) }
 
 type StrayKilledEvent struct {
 	_      struct{} `journal:"T3_KILLER=t3-supervise"`
@@ -807,7 +807,7 @@ type CredExpiryInvalidEvent struct {
 	Err       error  `journal:"-"`
 }
 
-func (e CredExpiryInvalidEvent) message() string { return e.Err.Error() }
+func (e CredExpiryInvalidEvent) message() string { return fmt.Sprint(e.Err) }
 
 type BinaryReplacedEvent struct {
 	Binary         string `journal:"T3_BINARY"`

@@ -228,6 +228,9 @@ func TestEventsPrintAsBefore(t *testing.T) {
 			"t3-supervise: notice upgrade_restart: stopping t3 (pid 9; the agents have been idle for 1m1s) so that systemd starts the unit again on /b (2, this is 1) (T3_BINARY=/b T3_BINARY_STALE=true T3_EXIT_CODE=73 T3_IDLE_FOR=1m1s T3_INSTALLED_VERSION=2 T3_PID=9 T3_REQUESTED=false T3_RUNNING_VERSION=1)"},
 		{UpgradePendingEvent{Binary: "/b", DpkgState: "unpacked"},
 			"t3-supervise: info upgrade_pending: the move to /b waits: dpkg has t3-supervise unpacked, not configured yet (its postinst reloads systemd) (T3_BINARY=/b T3_BUSY=false T3_DPKG_STATE=unpacked)"},
+		// "%v" of a nil error, as the old emit printed it: a message never panics.
+		{CgroupWarningEvent{},
+			"t3-supervise: warning cgroup_warning: <nil>"},
 	} {
 		var b bytes.Buffer
 		newEvents("alice", &b, false).emit(tc.event)
