@@ -18,4 +18,7 @@
 //     PID 1, and kills its whole process tree.
 //   - The exit status follows tini: the child's own code, or 128+n when signal n killed it;
 //     126/127 when it could not be executed or found.
+//
+// When t3 is restarted for a change it takes up only at its start (--restart-on-rotation) is
+// restart.go: RestartPolicy and the pure DecideRestart.
 package supervise

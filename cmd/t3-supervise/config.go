@@ -67,8 +67,10 @@ type healthConfig struct {
 // rotationConfig says how a running supervisor follows changes of the token in Vault.
 type rotationConfig struct {
 	Interval time.Duration // between re-reads (with a per-user offset); 0 = never
-	Restart  string        // never, when-idle, always
+	Restart  supervise.RestartPolicy
 	Idle     time.Duration // when-idle: no agent running for this long
+
+	restartFlag string // --restart-on-rotation as given, parsed into Restart
 }
 
 // Defaults of the limits follow the old unit (MemoryHigh=12G, MemoryMax=16G, MemorySwapMax=0),
@@ -156,7 +158,7 @@ func flagSet(c *config, rawEnvAllow *[]string, extraEnvAllow *[]string, tokenFil
 	fs.DurationVar(&c.Health.ProbeTimeout, "probe-timeout", 5*time.Second, "how long one probe waits for an answer")
 	fs.DurationVar(&c.Health.LivenessWindow, "liveness-window", time.Minute, "stop t3 and exit 75 after it answered no probe for this long (0: never)")
 	fs.DurationVar(&c.Rotation.Interval, "refresh-interval", time.Hour, "re-read the token from Vault this often (each user at its own offset), at least "+refreshFloor+"; SIGHUP re-reads at once; 0: never")
-	fs.StringVar(&c.Rotation.Restart, "restart-on-rotation", "never", "when the token in Vault changes: never (t3 keeps the old one until it restarts), when-idle (once the agents have been idle for --rotation-idle, see --busy-cpu), always; a restart is an exit 76 for systemd to restart the unit")
+	fs.StringVar(&c.Rotation.restartFlag, "restart-on-rotation", "never", "when the token in Vault changes: never (t3 keeps the old one until it restarts), when-idle (once the agents have been idle for --rotation-idle, see --busy-cpu), always; a restart is an exit 76 for systemd to restart the unit")
 	fs.DurationVar(&c.Rotation.Idle, "rotation-idle", 5*time.Minute, "for --restart-on-rotation=when-idle and --restart-on-upgrade=when-idle: how long the agents must have been idle (see --busy-cpu)")
 	fs.StringVar(&c.Upgrade, "restart-on-upgrade", "when-idle", "when the t3-supervise binary is replaced (a package upgrade): when-idle (once the agents have been idle for --rotation-idle, see --busy-cpu), never (only when asked: systemctl reload); a restart is an exit 73 for systemd to start the new binary")
 	fs.DurationVar(&c.Activity.CPU, "busy-cpu", cgroup.DefaultActivity.CPU, "the agents are busy while one agent's leaf, seen for --busy-min-age, used more CPU time than this in the last --busy-window (cpu.stat)")
@@ -226,10 +228,9 @@ func parseConfig(args []string, environ []string, stderr io.Writer) (*config, er
 			return nil, usageError{fmt.Errorf("--agent-names: %q is not a program name", n)}
 		}
 	}
-	switch c.Rotation.Restart {
-	case "never", "when-idle", "always":
-	default:
-		return nil, usageError{fmt.Errorf("--restart-on-rotation %q: want never, when-idle or always", c.Rotation.Restart)}
+	var err error
+	if c.Rotation.Restart, err = supervise.ParseRestartPolicy(c.Rotation.restartFlag); err != nil {
+		return nil, usageError{fmt.Errorf("--restart-on-rotation %w", err)}
 	}
 	switch c.Upgrade {
 	case "never", "when-idle":

@@ -9,6 +9,7 @@ import (
 
 	"t3-supervise/cgroup"
 	"t3-supervise/creds"
+	"t3-supervise/supervise"
 )
 
 // rotation follows the user's token in Vault while t3 runs: a re-read on a per-user schedule
@@ -29,10 +30,10 @@ type rotation struct {
 	lastOK   time.Time // when a re-read last got an answer from Vault
 	current  creds.Secret
 	version  int
-	pending  bool      // a change waits for the restart policy
-	idleGate idleGate  // when-idle: since when the agents are idle
-	last     time.Time // when the last re-read started
-	next     time.Time // when the timer was last set to fire
+	pending  bool            // a change waits for the restart policy
+	idleGate cgroup.IdleGate // when-idle: since when the agents are idle, counted from the change
+	last     time.Time       // when the last re-read started
+	next     time.Time       // when the timer was last set to fire
 
 	// gone is the opt-out answer (no secret, no field, deleted, destroyed) of a re-read while t3
 	// holds a token, waiting for a second read to confirm it (Unknown: none waits); confirmAfter
@@ -60,7 +61,7 @@ func newRotation(cfg *config, p *plan) *rotation {
 	r := &rotation{
 		cfg: cfg, client: p.client, sched: creds.NewSchedule(cfg.User, cfg.Rotation.Interval),
 		results: make(chan refreshResult, 1), current: p.decision.Inject, version: p.Credential.Version,
-		confirmAfter: optOutConfirmDelay, idleGate: idleGate{Need: cfg.Rotation.Idle},
+		confirmAfter: optOutConfirmDelay, idleGate: cgroup.IdleGate{Need: cfg.Rotation.Idle},
 	}
 	r.backoff = creds.Backoff{Base: 15 * time.Second, Cap: max(r.sched.Interval, 15*time.Second)}
 	r.timer = time.NewTimer(time.Hour)
@@ -135,7 +136,7 @@ func (r *rotation) handle(ev *events, rr refreshResult) {
 		}
 		r.current, r.version = rr.res.Token, rr.res.Version
 		ev.emit(x)
-		r.pending = r.cfg.Rotation.Restart != "never"
+		r.pending = r.cfg.Rotation.Restart != supervise.RestartNever
 	case rr.res.Outcome.OptOut() && !r.current.IsZero() && gone == creds.Unknown:
 		// Seen once: ask again after a pause before anything changes.
 		r.gone = rr.res.Outcome
@@ -149,7 +150,7 @@ func (r *rotation) handle(ev *events, rr refreshResult) {
 		r.current, r.version = creds.Secret{}, rr.res.Version
 		ev.emit(CredOptOutEvent{TokenInfo: TokenInfo{VaultPath: rr.res.Path}, Outcome: rr.res.Outcome.String(),
 			FirstSaid: gone.String(), Policy: r.policyNote()})
-		r.pending = r.cfg.Rotation.Restart != "never"
+		r.pending = r.cfg.Rotation.Restart != supervise.RestartNever
 	case gone != creds.Unknown:
 		// The second read found the token again: Vault said two different things.
 		r.failures++
@@ -160,60 +161,22 @@ func (r *rotation) handle(ev *events, rr refreshResult) {
 
 func (r *rotation) policyNote() string {
 	switch r.cfg.Rotation.Restart {
-	case "always":
+	case supervise.RestartAlways:
 		return "restarting t3 now (--restart-on-rotation=always)"
-	case "when-idle":
+	case supervise.RestartWhenIdle:
 		return fmt.Sprintf("t3 restarts once the agents have been idle for %v (--restart-on-rotation=when-idle)", r.cfg.Rotation.Idle)
 	}
 	return "t3 keeps the old token until it restarts (--restart-on-rotation=never)"
 }
 
 // restartDue says whether a pending change should restart t3 now, given the agents' activity
-// as last judged (cgroup.Judge). For when-idle the agents must have been idle for
-// --rotation-idle, by idleGate's definition (young leaves hold the restart back).
+// as last judged (cgroup.Judge); the policy is supervise.DecideRestart. The idle gate is fed only
+// while a change is pending: a rotation's idle time counts from the change (an upgrade's, fed
+// from the start of the run, does not), and young leaves hold the restart back.
 func (r *rotation) restartDue(now time.Time, act cgroup.Verdict) bool {
-	if !r.pending {
-		return false
+	in := supervise.RestartInput{Policy: r.cfg.Rotation.Restart, Changed: r.pending}
+	if r.pending {
+		in.Idle = r.idleGate.Idle(now, act)
 	}
-	switch r.cfg.Rotation.Restart {
-	case "always":
-		return true
-	case "when-idle":
-		return r.idleGate.Idle(now, act)
-	}
-	return false
-}
-
-// idleGate is the one definition of an idle user, shared by --restart-on-rotation=when-idle and
-// the move to an upgraded binary (upgrade.go): the agents have been idle (no active leaf, by
-// cgroup.Judge and --busy-cpu) for Need, and no leaf is too young to judge. It takes one verdict
-// at a time, each with its time, so that a table test drives it with its own clock.
-type idleGate struct {
-	Need time.Duration
-	from time.Time // since when the agents are idle; zero while busy or before the first reading
-}
-
-// Idle takes a verdict and says whether the user has now been idle for at least Need. The idle
-// time counts from the first idle verdict: a gate fed from the start of the run knows how long
-// the user has been idle before a question came up. A busy verdict restarts the clock; a young
-// leaf (T3's account probe, or a session just opened) holds the answer back while it lasts but
-// does not restart the clock: the probe comes every 5 minutes, as long as the default
-// --rotation-idle, and would otherwise keep the clock from ever running out.
-func (g *idleGate) Idle(now time.Time, act cgroup.Verdict) bool {
-	if act.Busy {
-		g.from = time.Time{}
-		return false
-	}
-	if g.from.IsZero() {
-		g.from = now
-	}
-	return act.Young == 0 && now.Sub(g.from) >= g.Need
-}
-
-// IdleFor is how long the user has been idle as of now (0 while busy or before any reading).
-func (g *idleGate) IdleFor(now time.Time) time.Duration {
-	if g.from.IsZero() {
-		return 0
-	}
-	return now.Sub(g.from)
+	return supervise.DecideRestart(in) == supervise.RestartNow
 }

@@ -14,12 +14,13 @@ import (
 
 	"t3-supervise/cgroup"
 	"t3-supervise/creds"
+	"t3-supervise/supervise"
 )
 
 const fakeToken1 = "sk-ant-oat01-ROTATIONtestAAAAAAAAAAAAAAAA"
 const fakeToken2 = "sk-ant-oat01-ROTATIONtestBBBBBBBBBBBBBBBB"
 
-func testRotation(t *testing.T, policy string) (*rotation, *events, *recorder) {
+func testRotation(t *testing.T, policy supervise.RestartPolicy) (*rotation, *events, *recorder) {
 	t.Helper()
 	cfg := &config{User: "alice", EnvFile: filepath.Join(t.TempDir(), "cas", "claude-oauth.env"),
 		Rotation: rotationConfig{Interval: time.Hour, Restart: policy, Idle: time.Minute}}
@@ -29,7 +30,7 @@ func testRotation(t *testing.T, policy string) (*rotation, *events, *recorder) {
 }
 
 func TestRotationWritesTheEnvFileAndFollowsThePolicy(t *testing.T) {
-	r, ev, rec := testRotation(t, "never")
+	r, ev, rec := testRotation(t, supervise.RestartNever)
 	r.handle(ev, refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken1), Version: 1}})
 	if got := rec.all(); len(got) != 0 || r.pending {
 		t.Fatalf("the same token counted as a rotation: %+v", got)
@@ -59,7 +60,7 @@ var (
 )
 
 func TestRotationWhenIdle(t *testing.T) {
-	r, ev, _ := testRotation(t, "when-idle")
+	r, ev, _ := testRotation(t, supervise.RestartWhenIdle)
 	r.handle(ev, refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken2), Version: 2}})
 	t0 := time.Unix(1000, 0)
 	if r.restartDue(t0, busyNow) || r.restartDue(t0.Add(10*time.Minute), busyNow) {
@@ -79,7 +80,7 @@ func TestRotationWhenIdle(t *testing.T) {
 	}
 	// A leaf too young to judge (T3's account probe, a session just opened) holds the restart
 	// back while it is there, and the idle clock goes on: once it is gone, the restart is due.
-	y, ev3, _ := testRotation(t, "when-idle")
+	y, ev3, _ := testRotation(t, supervise.RestartWhenIdle)
 	y.handle(ev3, refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken2), Version: 2}})
 	young := cgroup.Verdict{Young: 1}
 	if y.restartDue(t0, idleNow) || y.restartDue(t0.Add(4*time.Minute), young) || y.restartDue(t0.Add(5*time.Minute), young) {
@@ -88,7 +89,7 @@ func TestRotationWhenIdle(t *testing.T) {
 	if !y.restartDue(t0.Add(5*time.Minute+5*time.Second), idleNow) {
 		t.Fatal("the young leaf restarted the idle clock: no restart once it was gone")
 	}
-	a, ev2, _ := testRotation(t, "always")
+	a, ev2, _ := testRotation(t, supervise.RestartAlways)
 	a.handle(ev2, refreshResult{res: creds.Result{Outcome: creds.Deleted}})
 	a.handle(ev2, refreshResult{res: creds.Result{Outcome: creds.Deleted}}) // the confirming read
 	if !a.restartDue(t0, busyNow) {
@@ -100,7 +101,7 @@ func TestRotationWhenIdle(t *testing.T) {
 }
 
 func TestRotationOutageReportsOnceAndChangesNothing(t *testing.T) {
-	r, ev, rec := testRotation(t, "always")
+	r, ev, rec := testRotation(t, supervise.RestartAlways)
 	if _, err := creds.WriteEnvFile(r.cfg.EnvFile, creds.NewSecret(fakeToken1)); err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +133,7 @@ func TestRotationOutageReportsOnceAndChangesNothing(t *testing.T) {
 func TestRotationReturnsToItsSlotAfterARecovery(t *testing.T) {
 	const interval = time.Hour
 	for _, user := range []string{"alice", "bob", "carol"} {
-		r, ev, _ := testRotation(t, "never")
+		r, ev, _ := testRotation(t, supervise.RestartNever)
 		r.sched = creds.NewSchedule(user, interval)
 		r.handle(ev, refreshResult{err: fmt.Errorf("%w: connection refused", creds.ErrUnavailable)})
 		r.handle(ev, refreshResult{res: creds.Result{Outcome: creds.Found, Token: creds.NewSecret(fakeToken1), Version: 1}})
@@ -175,7 +176,7 @@ func TestOptOutIsConfirmedBySecondRead(t *testing.T) {
 		{"gone, failure, gone, gone", []refreshResult{failed, gone, gone}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, ev, rec := testRotation(t, "always")
+			r, ev, rec := testRotation(t, supervise.RestartAlways)
 			if _, err := creds.WriteEnvFile(r.cfg.EnvFile, creds.NewSecret(fakeToken1)); err != nil {
 				t.Fatal(err)
 			}

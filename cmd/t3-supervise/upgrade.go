@@ -27,7 +27,7 @@ import (
 // new file itself, by a stat of its path at every idle tick (a few microseconds every 5 s; an
 // inotify watch would cost one of the user's 128 instances for nothing faster), and moves to it
 // the next time its user is idle, by the idle definition of --restart-on-rotation=when-idle
-// (idleGate): t3 is stopped gracefully and the supervisor exits 73, which systemd restarts
+// (cgroup.IdleGate): t3 is stopped gracefully and the supervisor exits 73, which systemd restarts
 // (Restart=always; 73 is not in RestartPreventExitStatus=), so the new binary starts through
 // ExecStart= and NRestarts counts the move.
 //
@@ -135,8 +135,8 @@ func (d upgradeDecision) String() string {
 
 // upgradeGate is the pure decision: readings in, decision out, the clock in the readings.
 type upgradeGate struct {
-	Policy string   // --restart-on-upgrade: when-idle or never
-	Idle   idleGate // the one idle definition (rotation.go), fed with every reading
+	Policy string          // --restart-on-upgrade: when-idle or never
+	Idle   cgroup.IdleGate // the one idle definition, fed with every reading
 }
 
 // decide takes one reading. The idle gate sees every reading, wanted or not, so that a user who
@@ -176,7 +176,7 @@ type upgrader struct {
 }
 
 func newUpgrader(cfg *config) *upgrader {
-	u := &upgrader{cfg: cfg, gate: upgradeGate{Policy: cfg.Upgrade, Idle: idleGate{Need: cfg.Rotation.Idle}}, dpkgDB: dpkgStatusFile}
+	u := &upgrader{cfg: cfg, gate: upgradeGate{Policy: cfg.Upgrade, Idle: cgroup.IdleGate{Need: cfg.Rotation.Idle}}, dpkgDB: dpkgStatusFile}
 	if cfg.RuntimeDir != "" {
 		u.statePath = filepath.Join(cfg.RuntimeDir, binaryStateFile)
 	}

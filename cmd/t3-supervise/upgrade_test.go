@@ -88,7 +88,7 @@ func TestUpgradeGate(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g := upgradeGate{Policy: tc.policy, Idle: idleGate{Need: idle}}
+			g := upgradeGate{Policy: tc.policy, Idle: cgroup.IdleGate{Need: idle}}
 			t0 := time.Unix(1_000_000, 0)
 			for i, s := range tc.steps {
 				got := g.decide(upgradeReading{Now: t0.Add(s.at), Activity: cgroup.Verdict{Busy: s.busy, Young: s.young}, Stale: s.stale, Requested: s.asked, Broken: s.bad, Missing: s.gone})
