@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"t3-supervise/internal/userfile"
 )
 
 // The supervisor keeps what `status` cannot see in cgroupfs or /proc in its runtime directory
@@ -76,10 +78,10 @@ func writeFileAtomic(path string, v any) error {
 
 // readRuntimeJSON reads the supervisor's file name in its runtime directory dir into v: the one
 // reader of those files, for `status`, which may run as root while the directory is the unit's
-// user's (uid). It reads through readUserFile (STYLE.md 14: no symlink, no FIFO, only a regular
+// user's (uid). It reads through userfile.Read (STYLE.md 14: no symlink, no FIFO, only a regular
 // file owned by uid, at most maxRuntimeFile bytes); a missing file is fs.ErrNotExist.
 func readRuntimeJSON(dir, name string, uid int, v any) error {
-	b, err := readUserFile(dir, name, uid, maxRuntimeFile)
+	b, err := userfile.Read(dir, name, uid, maxRuntimeFile)
 	if err != nil {
 		return err
 	}

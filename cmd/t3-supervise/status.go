@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -18,7 +17,6 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
-	"golang.org/x/sys/unix"
 
 	"t3-supervise/cgroup"
 )
@@ -346,13 +344,9 @@ func statusUser(name string) (uid int, err error) {
 
 // readKills reads the last kills the supervisor of uid keeps in dir (its RuntimeDirectory=).
 // status runs as root for fleet tooling, and the directory and everything in it belong to the
-// user: what sits at kills.json is the user's choice. So the read follows the rules of every
-// read root makes of a user's place (STYLE.md 14, and creds' readPrivateFile, which this package
-// may not import): the directory and the file are opened without following a symlink (a link to
-// a root-only file must not be printed), the file without blocking (a FIFO would hang status for
-// ever, fifo(7)); only a regular file (not /dev/zero, which ate 4 GB in 5 s) owned by uid is
-// read, fstat of the opened file deciding, and at most maxKillsFile bytes of it. No kills file
-// is no error.
+// user: what sits at kills.json is the user's choice, so it is read by userfile.Read's rules (no
+// symlink, no FIFO, a regular file owned by uid, at most maxKillsFile bytes). No kills file is
+// no error.
 func readKills(dir string, uid int) ([]killRecord, error) {
 	kills := []killRecord{}
 	err := readRuntimeJSON(dir, killsFile, uid, &kills)
@@ -363,53 +357,6 @@ func readKills(dir string, uid int) ([]killRecord, error) {
 		return []killRecord{}, err
 	}
 	return kills, nil
-}
-
-// readUserFile reads dir/name as described at readKills.
-func readUserFile(dir, name string, uid int, max int64) ([]byte, error) {
-	p := filepath.Join(dir, name)
-	const flags = unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
-	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|flags, 0)
-	if err != nil {
-		return nil, userFileError(dir, err)
-	}
-	defer unix.Close(dfd)
-	fd, err := unix.Openat(dfd, name, unix.O_RDONLY|flags, 0)
-	if err != nil {
-		return nil, userFileError(p, err)
-	}
-	f := os.NewFile(uintptr(fd), p)
-	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, fmt.Errorf("%s is not a regular file (mode %#o): refusing to read it", p, st.Mode)
-	}
-	if int(st.Uid) != uid {
-		return nil, fmt.Errorf("%s is owned by uid %d, not the unit's user (uid %d): refusing to read it", p, st.Uid, uid)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes: refusing to read it", p, max)
-	}
-	return b, nil
-}
-
-func userFileError(p string, err error) error {
-	switch {
-	case errors.Is(err, unix.ELOOP):
-		return fmt.Errorf("%s is a symlink: refusing to follow it", p)
-	case errors.Is(err, unix.ENOTDIR):
-		return fmt.Errorf("%s is not a directory (or a symlink to one): refusing to follow it", p)
-	case errors.Is(err, unix.ENOENT):
-		return fmt.Errorf("%s: %w", p, fs.ErrNotExist)
-	}
-	return fmt.Errorf("%s: %w", p, err)
 }
 
 func printStatus(w io.Writer, r statusReport) {
