@@ -243,7 +243,7 @@ func TestStatusJSONNamesTheExpiry(t *testing.T) {
 		{credentialState{},
 			map[string]any{"token_source": "", "kv_version": 0.0, "token_expires_at": nil, "token_expiry_source": ""}},
 	} {
-		b, err := json.Marshal(statusReport{Status: &cgroup.Status{Schema: 1}, User: "alice", LastKills: []killRecord{}, credentialState: tc.st})
+		b, err := json.Marshal(statusReport{Status: &cgroup.Status{Schema: 1}, User: "alice", LastKills: []cgroup.KillRecord{}, credentialState: tc.st})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -34,8 +34,7 @@ type healthState struct {
 	version   int
 	lastKill  string
 	failing   bool
-	kills     []killRecord // the last few, for `status`
-	killsPath string       // "" when there is no runtime directory
+	kills     cgroup.KillLog // the last few, for `status`
 	probeURL  string
 	expiry    *expiryWatch    // the token's expiry, for STATUS=; nil: none
 	state     supervisorState // for `status --format prom`, kept in statePath
@@ -59,13 +58,11 @@ func newHealthState(cfg *config, p *plan, pid int, tree *cgroup.Tree) *healthSta
 		limits:    cfg.Limits,
 		tokenFrom: p.decision.From,
 		version:   p.Credential.Version,
-		killsPath: killsPathOf(cfg.RuntimeDir),
+		kills:     cgroup.KillLog{Path: runtimePath(cfg.RuntimeDir, cgroup.KillLogFile), WriteFile: writeAtomic},
 		state:     newSupervisorState(p.decision.From == creds.FromFallback, now),
 		statePath: runtimePath(cfg.RuntimeDir, stateFile),
 	}
 }
-
-func killsPathOf(dir string) string { return runtimePath(dir, killsFile) }
 
 func runtimePath(dir, name string) string {
 	if dir == "" {
@@ -175,31 +172,22 @@ func (h *healthState) record(ev *events, err error) (giveUp bool) {
 
 // noteEvent remembers the kills, for STATUS= and for `t3-supervise status`.
 func (h *healthState) noteEvent(e cgroup.Event) {
-	var k killRecord
+	var k cgroup.KillRecord
 	switch e := e.(type) {
 	case cgroup.OOMKill:
-		k = killRecord{Time: time.Now(), Killer: "kernel", Signal: "SIGKILL", Victim: e.Victim}
+		k = cgroup.KillRecord{Time: time.Now(), Killer: "kernel", Signal: "SIGKILL", Victim: e.Victim}
 		h.lastKill = fmt.Sprintf("oom_kill %s (pid %d) at %s", e.Victim.Comm, e.Victim.PID, k.Time.Format("15:04:05"))
 	case cgroup.PressureKill:
-		k = killRecord{Time: time.Now(), Killer: identifier, Signal: e.Signal, Victim: e.Victim}
+		k = cgroup.KillRecord{Time: time.Now(), Killer: identifier, Signal: e.Signal, Victim: e.Victim}
 		h.lastKill = fmt.Sprintf("pressure_kill %s (pid %d) at %s", e.Victim.Comm, e.Victim.PID, k.Time.Format("15:04:05"))
 		h.saveState(func(s *supervisorState) { s.PressureKills++ })
 	case cgroup.StrayKilled:
-		k = killRecord{Time: time.Now(), Killer: identifier, Signal: "SIGKILL", Victim: e.Victim}
+		k = cgroup.KillRecord{Time: time.Now(), Killer: identifier, Signal: "SIGKILL", Victim: e.Victim}
 		h.lastKill = fmt.Sprintf("stray_killed %s (pid %d) at %s", e.Victim.Comm, e.Victim.PID, k.Time.Format("15:04:05"))
 	default:
 		return
 	}
-	if len(k.Victim.Cmdline) > maxRecordedCmdline {
-		k.Victim.Cmdline = k.Victim.Cmdline[:maxRecordedCmdline] // status reads at most maxKillsFile
-	}
-	h.kills = append(h.kills, k)
-	if len(h.kills) > 10 {
-		h.kills = h.kills[len(h.kills)-10:]
-	}
-	if h.killsPath != "" {
-		_ = writeFileAtomic(h.killsPath, h.kills)
-	}
+	_ = h.kills.Append(k)
 	notify("STATUS=" + h.status())
 }
 

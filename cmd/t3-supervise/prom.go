@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
+	"t3-supervise/cgroup"
 	"t3-supervise/creds"
 )
 
@@ -197,7 +198,7 @@ func limitBytes(s string) (float64, bool) {
 	return float64(v), true
 }
 
-func lastKill(kills []killRecord) (time.Time, bool) {
+func lastKill(kills []cgroup.KillRecord) (time.Time, bool) {
 	var last time.Time
 	for _, k := range kills {
 		if k.Time.After(last) {

@@ -40,7 +40,7 @@ func sampleReadings() []unitReading {
 				AgentsHigh: "12884901888",
 				Agents:     []cgroup.AgentStatus{{Leaf: "a1"}, {Leaf: "a2"}},
 				Busy:       true,
-			}, LastKills: []killRecord{{Time: kill.Add(-time.Hour)}, {Time: kill}},
+			}, LastKills: []cgroup.KillRecord{{Time: kill.Add(-time.Hour)}, {Time: kill}},
 				// Upgraded under a busy user: the move waits.
 				BinaryState: &BinaryState{Binary: "/usr/bin/t3-supervise", RunningVersion: "1.2.3-1", InstalledVersion: "1.2.4-1",
 					BinaryStale: true, UpgradePending: true, RestartOnUpgrade: "when-idle"}},
@@ -61,7 +61,7 @@ func sampleReadings() []unitReading {
 			Systemd: &unitSystemd{ActiveState: "active", SubState: "running"},
 			Report: &statusReport{User: "carol", Status: &cgroup.Status{
 				Server: &cgroup.ProcInfo{PID: 11}, Workload: cgroup.Memory{Current: 1 << 20, Max: "max"}, AgentsHigh: "max",
-			}, LastKills: []killRecord{},
+			}, LastKills: []cgroup.KillRecord{},
 				BinaryState: &BinaryState{Binary: "/usr/bin/t3-supervise", RunningVersion: "1.2.2-1", RestartOnUpgrade: "when-idle"}},
 			Credential: credentialState{TokenSource: creds.FromFallback},
 			State: &supervisorState{Schema: 1, Version: "1.2.2-1\"\n{evil}", GoVersion: "go1.26.8", Started: kill,
@@ -274,7 +274,7 @@ func fakeHost(t *testing.T) statusInput {
 	if err := writeFileAtomic(filepath.Join(dir, credentialFile), cred); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, killsFile), []killRecord{{Time: time.Unix(1764000000, 0), Killer: "kernel"}}); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, cgroup.KillLogFile), []cgroup.KillRecord{{Time: time.Unix(1764000000, 0), Killer: "kernel"}}); err != nil {
 		t.Fatal(err)
 	}
 	return statusInput{all: true, format: "prom", mount: mount, runtimeRoot: run,

@@ -15,7 +15,7 @@ import (
 // (RuntimeDirectory=t3-supervise/%i, the unit user's, removed by systemd on stop), one file per
 // concern, each rewritten whole by writeFileAtomic and read back by readRuntimeJSON:
 //
-//	kills.json       the last kills (killRecord), healthState
+//	kills.json       the last kills (cgroup.KillLog, which reads it back too), healthState
 //	activity.json    the agents' activity verdict (activityRecord), activityState, every sample
 //	credential.json  the token: source, KV version, expiry (credentialState), expiryWatch
 //	state.json       probe, pressure kills, Vault failures, version (supervisorState), healthState
@@ -25,7 +25,7 @@ import (
 // only (the token's source and KV version are credential.json's).
 
 // maxRuntimeFile bounds what `status` reads of any of them: the largest, activity.json, is about
-// 150 bytes per agent leaf; kills.json is ten records with trimmed command lines (maxKillsFile).
+// 150 bytes per agent leaf; kills.json is ten records with trimmed command lines (cgroup.MaxKillLogFile).
 const maxRuntimeFile = 1 << 20
 
 // writeAtomic replaces path with data: a temporary file in the same directory, fsync, rename(2),

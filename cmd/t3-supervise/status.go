@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -29,9 +28,9 @@ const exitNotRunning = 3
 // recorded. Stable: fields are only added.
 type statusReport struct {
 	*cgroup.Status
-	User      string       `json:"user"`
-	Unit      string       `json:"unit"`
-	LastKills []killRecord `json:"last_kills"`
+	User      string              `json:"user"`
+	Unit      string              `json:"unit"`
+	LastKills []cgroup.KillRecord `json:"last_kills"`
 	// BusyBasis says what "busy" rests on: "activity", the supervisor's judgement of the agents'
 	// CPU time (Activity); or "presence", a process in some agent leaf, when there is no fresh
 	// judgement (no runtime directory, or a supervisor that stopped sampling).
@@ -47,23 +46,6 @@ type statusReport struct {
 	// absent when the supervisor's binary cannot be told.
 	*BinaryState
 }
-
-// killRecord is one kill, as the supervisor keeps them in its runtime directory.
-type killRecord struct {
-	Time   time.Time     `json:"time"`
-	Killer string        `json:"killer"` // kernel (oom_kill) or t3-supervise (pressure_kill)
-	Signal string        `json:"signal,omitempty"`
-	Victim cgroup.Victim `json:"victim"`
-}
-
-const killsFile = "kills.json"
-
-// maxKillsFile bounds the read of kills.json: ten records whose command lines are trimmed to
-// maxRecordedCmdline when written fit many times over.
-const (
-	maxKillsFile       = maxRuntimeFile
-	maxRecordedCmdline = 4096
-)
 
 const statusHelp = `t3-supervise status: what a running t3-supervise@USER.service is doing
 
@@ -287,7 +269,8 @@ func readUnit(userName string, uid int, tree *cgroup.Tree, runtimeDir string) (*
 	}
 	rep := &statusReport{Status: st, User: userName, Unit: unitName(userName), credentialState: readCredentialState(runtimeDir, uid)}
 	// uid owns the runtime directory's files; -1 (the user is unknown to this host) refuses them.
-	rep.LastKills, err = readKills(runtimeDir, uid)
+	// They are the user's: the kill log's reader refuses a symlink, a FIFO, a foreign or huge file.
+	rep.LastKills, err = cgroup.ReadKillLog(runtimeDir, uid)
 	if err != nil {
 		rep.LastKillsError = err.Error()
 	}
@@ -340,23 +323,6 @@ func statusUser(name string) (uid int, err error) {
 		return 0, fmt.Errorf("--user %s: uid %q", name, u.Uid)
 	}
 	return uid, nil
-}
-
-// readKills reads the last kills the supervisor of uid keeps in dir (its RuntimeDirectory=).
-// status runs as root for fleet tooling, and the directory and everything in it belong to the
-// user: what sits at kills.json is the user's choice, so it is read by userfile.Read's rules (no
-// symlink, no FIFO, a regular file owned by uid, at most maxKillsFile bytes). No kills file is
-// no error.
-func readKills(dir string, uid int) ([]killRecord, error) {
-	kills := []killRecord{}
-	err := readRuntimeJSON(dir, killsFile, uid, &kills)
-	if errors.Is(err, fs.ErrNotExist) {
-		return []killRecord{}, nil
-	}
-	if err != nil {
-		return []killRecord{}, err
-	}
-	return kills, nil
 }
 
 func printStatus(w io.Writer, r statusReport) {

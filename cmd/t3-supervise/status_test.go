@@ -4,121 +4,36 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"t3-supervise/cgroup"
 )
 
-// status runs as root for fleet tooling and reads kills.json from the user's runtime
-// directory: whatever the user put there must neither hang it, nor feed it without end, nor
-// make it print a file the user may not read.
-func TestReadKillsRefusesWhatTheUserPlanted(t *testing.T) {
-	uid := os.Getuid()
-	secret := filepath.Join(t.TempDir(), "root-only")
-	rec, _ := json.Marshal([]killRecord{{Killer: "kernel", Victim: cgroup.Victim{PID: 7, Comm: "SECRET-OF-ROOT"}}})
-	if err := os.WriteFile(secret, rec, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		name  string
-		plant func(t *testing.T, dir string) // makes dir/kills.json
-		uid   int
-		want  string // in the error
-	}{
-		{"fifo", func(t *testing.T, dir string) { mkfifo(t, filepath.Join(dir, killsFile)) }, uid, "not a regular file"},
-		{"symlink to /dev/zero", func(t *testing.T, dir string) { symlink(t, "/dev/zero", filepath.Join(dir, killsFile)) }, uid, "symlink"},
-		{"symlink to a root-only file", func(t *testing.T, dir string) { symlink(t, secret, filepath.Join(dir, killsFile)) }, uid, "symlink"},
-		{"another owner", func(t *testing.T, dir string) { write(t, filepath.Join(dir, killsFile), rec) }, uid + 1, "owned by uid"},
-		{"oversize", func(t *testing.T, dir string) {
-			write(t, filepath.Join(dir, killsFile), append([]byte("["), bytes.Repeat([]byte(" "), maxKillsFile)...))
-		}, uid, "larger than"},
-		{"a directory", func(t *testing.T, dir string) { os.Mkdir(filepath.Join(dir, killsFile), 0o700) }, uid, "not a regular file"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			tc.plant(t, dir)
-			kills, err := readKillsWithin(t, dir, tc.uid)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error %v, want one saying %q", err, tc.want)
-			}
-			if len(kills) != 0 {
-				t.Errorf("read %d kill records from it: %+v", len(kills), kills)
-			}
-		})
-	}
-	// The runtime directory itself a symlink (to a directory holding the root-only records).
-	t.Run("symlinked directory", func(t *testing.T) {
-		other := t.TempDir()
-		symlink(t, secret, filepath.Join(other, killsFile))
-		write(t, filepath.Join(other, killsFile+".real"), rec)
-		link := filepath.Join(t.TempDir(), "rt")
-		symlink(t, other, link)
-		if kills, err := readKillsWithin(t, link, uid); err == nil || len(kills) != 0 {
-			t.Errorf("read through a symlinked runtime directory: %v, %+v", err, kills)
-		}
-	})
-	t.Run("the user's own file", func(t *testing.T) {
-		dir := t.TempDir()
-		write(t, filepath.Join(dir, killsFile), rec)
-		kills, err := readKillsWithin(t, dir, uid)
-		if err != nil || len(kills) != 1 || kills[0].Victim.PID != 7 {
-			t.Errorf("got %+v, %v; want the one record", kills, err)
-		}
-	})
-	t.Run("no file", func(t *testing.T) {
-		if kills, err := readKillsWithin(t, t.TempDir(), uid); err != nil || kills == nil || len(kills) != 0 {
-			t.Errorf("got %+v, %v; want an empty list and no error", kills, err)
-		}
-	})
-}
-
-// readKillsWithin is readKills with a deadline: before the fix a FIFO hung it for ever.
-func readKillsWithin(t *testing.T, dir string, uid int) ([]killRecord, error) {
-	t.Helper()
-	type result struct {
-		k   []killRecord
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		k, err := readKills(dir, uid)
-		done <- result{k, err}
-	}()
-	select {
-	case r := <-done:
-		return r.k, r.err
-	case <-time.After(10 * time.Second):
-		t.Fatalf("readKills(%s) still reading after 10 s", dir)
-		return nil, nil
-	}
-}
-
-// The supervisor writes kills.json for its own user and root only: victims' command lines.
+// The supervisor writes kills.json for its own user and root only (victims' command lines), where
+// status reads it back.
 func TestKillsFileIsPrivate(t *testing.T) {
-	p := filepath.Join(t.TempDir(), killsFile)
+	dir := t.TempDir()
 	old := syscall.Umask(0)
 	defer syscall.Umask(old)
-	h := &healthState{killsPath: p}
-	h.noteEvent(cgroup.OOMKill{Victim: cgroup.Victim{PID: 9, Comm: "rg", Cmdline: strings.Repeat("x", 3*maxRecordedCmdline)}, Known: true})
-	st, err := os.Stat(p)
+	h := newHealthState(&config{RuntimeDir: dir}, &plan{}, 1, nil)
+	h.noteEvent(cgroup.OOMKill{Victim: cgroup.Victim{PID: 9, Comm: "rg", Cmdline: strings.Repeat("x", 3*cgroup.MaxKillCmdline)}, Known: true})
+	st, err := os.Stat(filepath.Join(dir, cgroup.KillLogFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m := st.Mode().Perm(); m != 0o600 {
 		t.Errorf("kills.json mode %#o, want 0600", m)
 	}
-	kills, err := readKills(filepath.Dir(p), os.Getuid())
-	if err != nil || len(kills) != 1 {
-		t.Fatalf("read back %d records (%v), want 1", len(kills), err)
+	kills, err := cgroup.ReadKillLog(dir, os.Getuid())
+	if err != nil || len(kills) != 1 || kills[0].Killer != "kernel" || kills[0].Victim.PID != 9 {
+		t.Fatalf("read back %+v (%v), want the one kernel kill of pid 9", kills, err)
 	}
-	if n := len(kills[0].Victim.Cmdline); n != maxRecordedCmdline {
-		t.Errorf("the recorded command line has %d bytes, want it trimmed to %d", n, maxRecordedCmdline)
+	if n := len(kills[0].Victim.Cmdline); n != cgroup.MaxKillCmdline {
+		t.Errorf("the recorded command line has %d bytes, want it trimmed to %d", n, cgroup.MaxKillCmdline)
 	}
 }
 
