@@ -33,6 +33,7 @@ var outranking = []string{"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"}
 
 // plan is everything a run will do, computed before anything is changed. --dry-run prints it;
 // a real run carries it out. One value, one code path: what the dry-run shows is what happens.
+// It is data only: the live objects found while it was made travel beside it (handles).
 type plan struct {
 	User       string         `json:"user"`
 	Credential credentialPlan `json:"credential"`
@@ -49,7 +50,21 @@ type plan struct {
 	expiryProblem string         // the credential_expiry_invalid already reported, if any
 	expiryNote    string         // the dry-run's words on the expiry, at the time of the plan
 	env           []string
-	client        *creds.Client
+}
+
+// handles are what prepare opened for the run to work with, beside the plan and never in it:
+// a plan stays a value that the dry run prints whole and a test builds without Vault or a
+// cgroup. They come back on a failure too, for the caller to close.
+type handles struct {
+	client *creds.Client // the Vault client for re-reads and renewals; nil when none could be made
+	tree   *cgroup.Tree  // the unit's delegated cgroup; nil with --no-cgroup or when it was refused
+}
+
+// close releases what the handles hold.
+func (h handles) close() {
+	if h.client != nil {
+		h.client.Close()
+	}
 }
 
 type credentialPlan struct {
@@ -99,8 +114,6 @@ type cgroupPlan struct {
 	// PressureKill says whether the pressure kill can work: "on", "off (--pressure-window 0)",
 	// or "unavailable: why" (no PSI on this host).
 	PressureKill string `json:"pressure_kill,omitempty"`
-
-	tree *cgroup.Tree
 }
 
 type failurePlan struct {
@@ -134,33 +147,35 @@ func credError(err error) *runError {
 }
 
 // prepare resolves everything a run needs — it really talks to Vault — and changes nothing.
-func prepare(ctx context.Context, cfg *config, ev *events) (*plan, error) {
+func prepare(ctx context.Context, cfg *config, ev *events) (*plan, handles, error) {
 	p := &plan{User: cfg.User, EnvFile: envFilePlan{Path: cfg.EnvFile}}
 	secretPath, _ := cfg.Creds.SecretPath() // validated in parseConfig
 	p.Credential = credentialPlan{Path: secretPath, VaultAddr: vaultAddr(cfg), Inherited: "absent", Outranking: []string{}}
 
-	if err := p.resolveCredential(ctx, cfg, ev); err != nil {
-		return p.fail(err)
+	var h handles
+	var err error
+	if h.client, err = p.resolveCredential(ctx, cfg, ev); err != nil {
+		return p.fail(h, err)
 	}
-	if err := p.planCgroup(cfg); err != nil {
-		return p.fail(err)
+	if h.tree, err = p.planCgroup(cfg); err != nil {
+		return p.fail(h, err)
 	}
 	if msg, off := strings.CutPrefix(p.Cgroup.PressureKill, "unavailable: "); off && cfg.DryRun {
 		ev.emit(PressureOffEvent{Err: errors.New(msg)}) // a real run's watch says it when it starts
 	}
 	if err := p.buildCommand(cfg, ev); err != nil {
-		return p.fail(err)
+		return p.fail(h, err)
 	}
-	return p, nil
+	return p, h, nil
 }
 
-func (p *plan) fail(err error) (*plan, error) {
+func (p *plan) fail(h handles, err error) (*plan, handles, error) {
 	var re *runError
 	if !errors.As(err, &re) {
 		re = &runError{"internal", exitInternal, err}
 	}
 	p.Failure = &failurePlan{Class: re.class, ExitCode: re.code, Error: re.err.Error()}
-	return p, re
+	return p, h, re
 }
 
 func vaultAddr(cfg *config) string {
@@ -170,14 +185,17 @@ func vaultAddr(cfg *config) string {
 	return "https://127.0.0.1:8200" // the Vault client's own default (api.DefaultConfig)
 }
 
-func (p *plan) resolveCredential(ctx context.Context, cfg *config, ev *events) error {
+// resolveCredential decides the token; the Vault client it made, if any, comes back also with
+// an error.
+func (p *plan) resolveCredential(ctx context.Context, cfg *config, ev *events) (*creds.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Creds.Timeout)
 	defer cancel()
 	var res creds.Result
 	client, err := creds.New(ctx, cfg.Creds)
 	if err == nil {
-		p.client = client
 		res, err = client.Resolve(ctx)
+	} else {
+		client = nil
 	}
 	cached, cachedErr := creds.ReadEnvFile(cfg.EnvFile)
 	if cachedErr != nil && !errors.Is(cachedErr, fs.ErrNotExist) {
@@ -198,10 +216,10 @@ func (p *plan) resolveCredential(ctx context.Context, cfg *config, ev *events) e
 		re := credError(derr)
 		if ctx.Err() == context.Canceled {
 			// A stop (SIGTERM) called the question off: not a failure; run reports the stop.
-			return re
+			return client, re
 		}
 		ev.emit(CredFailedEvent{VaultPath: c.Path, ExitCode: re.code, Note: failureNote(cfg.EnvFile, cached, cachedErr, derr)})
-		return re
+		return client, re
 	}
 	p.decision = d
 	c.Outcome, c.From = d.Outcome.String(), d.From
@@ -241,7 +259,7 @@ func (p *plan) resolveCredential(ctx context.Context, cfg *config, ev *events) e
 	default:
 		ev.emit(CredOptOutEvent{TokenInfo: f, Outcome: d.Outcome.String(), Field: cfg.Creds.Field})
 	}
-	return nil
+	return client, nil
 }
 
 // expiryPlanNote says, for the dry run, how far the expiry is and what a real run would report
@@ -271,27 +289,27 @@ func failureNote(envFile string, cached creds.Secret, cachedErr, err error) stri
 	return fmt.Sprintf("cannot resolve the token: %v", err)
 }
 
-// planCgroup checks the delegated cgroup (read-only) and computes the writes of a real run.
-func (p *plan) planCgroup(cfg *config) error {
+// planCgroup checks the delegated cgroup (read-only) and computes the writes of a real run; the
+// tree it found (nil: none) is for the run to apply them to.
+func (p *plan) planCgroup(cfg *config) (*cgroup.Tree, error) {
 	p.Cgroup.LeafSteps = []cgroup.Step{}
 	if cfg.NoCgroup {
 		p.Cgroup.Mode = "disabled (--no-cgroup)"
-		return nil
+		return nil, nil
 	}
 	f, err := os.Open("/proc/self/cgroup")
 	if err != nil {
-		return &runError{"cgroup", exitCgroup, err}
+		return nil, &runError{"cgroup", exitCgroup, err}
 	}
 	defer f.Close()
 	tree, err := cgroup.Discover(f, cgroup.Options{})
 	if err != nil {
 		p.Cgroup.Mode = "unavailable"
-		return &runError{"cgroup", exitCgroup, err}
+		return nil, &runError{"cgroup", exitCgroup, err}
 	}
 	p.Cgroup = cgroupPlan{
 		Mode: "delegated", Base: tree.Dir("."), Steps: cgroup.Plan(cfg.Limits),
-		LeafSteps: cgroup.LeafSteps(cfg.Limits), tree: tree,
-		ShimDir: cfg.ShimDir, Shims: cfg.AgentNames,
+		LeafSteps: cgroup.LeafSteps(cfg.Limits), ShimDir: cfg.ShimDir, Shims: cfg.AgentNames,
 	}
 	if p.Cgroup.LeafSteps == nil {
 		p.Cgroup.LeafSteps = []cgroup.Step{}
@@ -309,7 +327,7 @@ func (p *plan) planCgroup(cfg *config) error {
 			p.Cgroup.PressureKill = "unavailable: " + err.Error()
 		}
 	}
-	return nil
+	return tree, nil
 }
 
 func (p *plan) buildCommand(cfg *config, ev *events) error {

@@ -57,9 +57,10 @@ type refreshResult struct {
 	err error
 }
 
-func newRotation(cfg *config, p *plan) *rotation {
+// newRotation follows the token the plan decided, re-reading it through client (nil: never).
+func newRotation(cfg *config, p *plan, client *creds.Client) *rotation {
 	r := &rotation{
-		cfg: cfg, client: p.client, sched: creds.NewSchedule(cfg.User, cfg.Rotation.Interval),
+		cfg: cfg, client: client, sched: creds.NewSchedule(cfg.User, cfg.Rotation.Interval),
 		results: make(chan refreshResult, 1), current: p.decision.Inject, version: p.Credential.Version,
 		confirmAfter: optOutConfirmDelay, idleGate: cgroup.IdleGate{Need: cfg.Rotation.Idle},
 	}

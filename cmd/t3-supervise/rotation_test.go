@@ -26,7 +26,7 @@ func testRotation(t *testing.T, policy supervise.RestartPolicy) (*rotation, *eve
 		Rotation: rotationConfig{Interval: time.Hour, Restart: policy, Idle: time.Minute}}
 	p := &plan{decision: creds.Decision{Inject: creds.NewSecret(fakeToken1)}, Credential: credentialPlan{Version: 1}}
 	ev, rec := recordEvents("alice")
-	return newRotation(cfg, p), ev, rec
+	return newRotation(cfg, p, nil), ev, rec
 }
 
 func TestRotationWritesTheEnvFileAndFollowsThePolicy(t *testing.T) {

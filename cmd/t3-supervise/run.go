@@ -74,13 +74,11 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr *o
 		case <-prepDone:
 		}
 	}()
-	p, err := prepare(prepCtx, cfg, ev)
+	p, h, err := prepare(prepCtx, cfg, ev)
 	close(prepDone)
 	<-watcherDone // from here on the serve loop alone reads sigs.Stop
 	cancelPrep()
-	if p.client != nil {
-		defer p.client.Close()
-	}
+	defer h.close()
 	select {
 	case s := <-stopped:
 		ev.emit(StoppedEvent{ExitInfo: ExitInfo{Signal: sigName(s)}, BeforeStart: true})
@@ -108,13 +106,13 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr *o
 		}
 		return re.code
 	}
-	return serve(ctx, cfg, p, ev, sigs)
+	return serve(ctx, cfg, p, h, ev, sigs)
 }
 
-// serve carries out the plan and watches the child until it ends.
-func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervise.Signals) int {
+// serve carries out the plan with the handles found for it and watches the child until it ends.
+func serve(ctx context.Context, cfg *config, p *plan, h handles, ev *events, sigs *supervise.Signals) int {
 	ev.emit(StartingEvent{Argv: p.Argv, Version: buildVersion(), User: cfg.User})
-	if err := applyEnvFile(cfg, p, ev); err != nil {
+	if err := applyEnvFile(cfg.EnvFile, p.fileAct, p.decision.Inject, ev); err != nil {
 		// The token is resolved and the child gets it in its environment; only the user's other
 		// sessions miss the file. Not a reason to keep the server down.
 		ev.emit(EnvFileFailedEvent{EnvFile: cfg.EnvFile, Err: err})
@@ -129,13 +127,13 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 	}
 
 	childCfg := supervise.Config{Path: p.Argv[0], Args: p.Argv[1:], Env: p.env, Stdout: os.Stdout, Stderr: os.Stderr}
-	tree := p.Cgroup.tree
+	tree := h.tree
 	if tree != nil {
-		serverDir, err := setupCgroup(cfg, p, ev)
+		serverDir, err := setupCgroup(tree, p.Cgroup, cfg.Limits, ev)
 		if err != nil {
 			return exitCgroup
 		}
-		defer teardownCgroup(cfg, tree, ev)
+		defer teardownCgroup(tree, p.Cgroup, ev)
 		defer serverDir.Close()
 		childCfg.Cgroup, childCfg.Tree = serverDir, tree
 	}
@@ -175,7 +173,7 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 	hs.saveState(func(*supervisorState) {})
 	probeResults := hs.startProber(watchCtx, cfg)
 
-	rot := newRotation(cfg, p)
+	rot := newRotation(cfg, p, h.client)
 	up := newUpgrader(cfg)
 	up.tree = tree
 	if up.disabled != nil {
@@ -217,9 +215,9 @@ func serve(ctx context.Context, cfg *config, p *plan, ev *events, sigs *supervis
 	renewals := make(chan creds.Renewal, 4)
 	keepCtx, stopKeepAlive := context.WithCancel(ctx)
 	defer stopKeepAlive()
-	if p.client != nil {
+	if h.client != nil {
 		go func() {
-			_ = p.client.KeepAlive(keepCtx, func(r creds.Renewal) {
+			_ = h.client.KeepAlive(keepCtx, func(r creds.Renewal) {
 				select {
 				case renewals <- r:
 				case <-keepCtx.Done():
@@ -335,10 +333,9 @@ func awaitOOMReport(ev *events, hs *healthState, memEvents <-chan cgroup.Event, 
 	}
 }
 
-// setupCgroup applies the cgroup plan and the shims, and opens server/ for the child.
-func setupCgroup(cfg *config, p *plan, ev *events) (*os.File, error) {
-	tree := p.Cgroup.tree
-	warnings, err := tree.Apply(p.Cgroup.Steps, os.Getpid())
+// setupCgroup applies the cgroup plan and the shims to tree, and opens server/ for the child.
+func setupCgroup(tree *cgroup.Tree, cp cgroupPlan, limits cgroup.Limits, ev *events) (*os.File, error) {
+	warnings, err := tree.Apply(cp.Steps, os.Getpid())
 	for _, w := range warnings {
 		ev.emit(CgroupWarningEvent{Cgroup: tree.Dir("."), Err: w})
 	}
@@ -346,22 +343,22 @@ func setupCgroup(cfg *config, p *plan, ev *events) (*os.File, error) {
 		ev.emit(CgroupFailedEvent{Cgroup: tree.Dir("."), ExitCode: exitCgroup, Err: fmt.Errorf("setting up the cgroup subtree: %w", err)})
 		return nil, err
 	}
-	if err := makeShims(cfg.ShimDir, cfg.AgentNames); err != nil {
+	if err := makeShims(cp.ShimDir, cp.Shims); err != nil {
 		// Agents still get placed by the watch of server/; only the early placement is lost.
-		ev.emit(CgroupWarningEvent{ShimDir: cfg.ShimDir, Err: fmt.Errorf("agent shims: %w", err)})
+		ev.emit(CgroupWarningEvent{ShimDir: cp.ShimDir, Err: fmt.Errorf("agent shims: %w", err)})
 	}
 	dir, err := tree.OpenServer()
 	if err != nil {
 		ev.emit(CgroupFailedEvent{Cgroup: tree.Dir("."), Err: err})
 		return nil, err
 	}
-	ev.emit(CgroupReadyEvent{Cgroup: tree.Dir("."), MemoryMax: cfg.Limits.MemoryMax, MemoryHigh: cfg.Limits.MemoryHigh})
+	ev.emit(CgroupReadyEvent{Cgroup: tree.Dir("."), MemoryMax: limits.MemoryMax, MemoryHigh: limits.MemoryHigh})
 	return dir, nil
 }
 
-// teardownCgroup kills whatever is left in the workload and removes the cgroups we made.
-func teardownCgroup(cfg *config, tree *cgroup.Tree, ev *events) {
-	removeShims(cfg.ShimDir, cfg.AgentNames)
+// teardownCgroup kills whatever is left in the workload and removes the cgroups and shims we made.
+func teardownCgroup(tree *cgroup.Tree, cp cgroupPlan, ev *events) {
+	removeShims(cp.ShimDir, cp.Shims)
 	if err := tree.KillAll(); err != nil {
 		ev.emit(InternalErrorEvent{Err: fmt.Errorf("killing the workload: %w", err)})
 	}
@@ -422,26 +419,26 @@ func sigName(s os.Signal) string {
 	return s.String()
 }
 
-// applyEnvFile carries out the env file action of the plan.
-func applyEnvFile(cfg *config, p *plan, ev *events) error {
-	switch p.fileAct.Action {
+// applyEnvFile carries out the plan's env file action act at path, for the token the plan injects.
+func applyEnvFile(path string, act creds.FilePlan, token creds.Secret, ev *events) error {
+	switch act.Action {
 	case creds.ActionWrite:
-		changed, err := creds.WriteEnvFile(cfg.EnvFile, p.decision.Inject)
+		changed, err := creds.WriteEnvFile(path, token)
 		if err != nil {
 			return err
 		}
 		if changed {
-			ev.emit(EnvFileWrittenEvent{EnvFile: cfg.EnvFile, Fingerprint: p.decision.Inject.Fingerprint()})
+			ev.emit(EnvFileWrittenEvent{EnvFile: path, Fingerprint: token.Fingerprint()})
 		}
 	case creds.ActionRefuse:
-		return p.fileAct.Refusal
+		return act.Refusal
 	case creds.ActionRemove:
-		removed, err := creds.RemoveEnvFile(cfg.EnvFile)
+		removed, err := creds.RemoveEnvFile(path)
 		if err != nil {
 			return err
 		}
 		if removed {
-			ev.emit(EnvFileRemovedEvent{EnvFile: cfg.EnvFile})
+			ev.emit(EnvFileRemovedEvent{EnvFile: path})
 		}
 	}
 	return nil
