@@ -77,11 +77,16 @@ type Clock interface {
 	Now() time.Time
 }
 
-// Health keeps the verdict on a server from its probe results: whether it ever answered
-// (readiness), and whether it stopped answering for longer than Window (liveness).
+// Health keeps the verdict on a server from its probe results: whether it answered within
+// ReadyTimeout of Started (readiness), and whether it stopped answering for longer than Window
+// (liveness). Both deadlines are read from Clock alone, so a test steps them without sleeping.
 type Health struct {
 	Window time.Duration // how long without a good probe, after being ready, makes it dead; 0 = never
-	Clock  Clock
+	// ReadyTimeout is how long after Started the server may take to answer for the first
+	// time; 0 = no limit.
+	ReadyTimeout time.Duration
+	Started      time.Time // when the server was started, on Clock
+	Clock        Clock
 
 	ready     bool
 	lastGood  time.Time
@@ -95,11 +100,12 @@ type Verdict int
 
 // Verdicts.
 const (
-	Waiting Verdict = iota // not ready yet, keep probing
-	Ready                  // became ready with this probe: READY=1
-	Alive                  // answered: WATCHDOG=1
-	Failing                // missed, but within the window: no WATCHDOG=1
-	Dead                   // missed for longer than the window: stop it
+	Waiting    Verdict = iota // not ready yet, keep probing
+	Ready                     // became ready with this probe: READY=1
+	Alive                     // answered: WATCHDOG=1
+	Failing                   // missed, but within the window: no WATCHDOG=1
+	Dead                      // missed for longer than the window: stop it
+	NeverReady                // not answered within ReadyTimeout of the start: stop it
 )
 
 // Record takes one probe result and returns the verdict.
@@ -119,6 +125,9 @@ func (h *Health) Record(err error) Verdict {
 	}
 	h.failures++
 	if !h.ready {
+		if h.ReadyTimeout > 0 && now.Sub(h.Started) > h.ReadyTimeout {
+			return NeverReady
+		}
 		return Waiting
 	}
 	if h.Window > 0 && now.Sub(h.lastGood) >= h.Window {

@@ -65,6 +65,41 @@ func TestHealthVerdicts(t *testing.T) {
 	}
 }
 
+// The readiness deadline counts from Started on Clock: failures up to ReadyTimeout wait, the
+// first one past it is NeverReady; once ready it no longer applies; 0 waits for ever.
+func TestHealthReadyTimeout(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	down := errors.New("connection refused")
+	h := &Health{Window: time.Minute, ReadyTimeout: 30 * time.Second, Started: clk.t, Clock: clk}
+	clk.advance(30 * time.Second)
+	if v := h.Record(down); v != Waiting {
+		t.Fatalf("at the deadline: %v", v)
+	}
+	clk.advance(time.Millisecond)
+	if v := h.Record(down); v != NeverReady {
+		t.Fatalf("past the deadline: %v", v)
+	}
+	if n, err := h.Failures(); n != 2 || err != down {
+		t.Errorf("failures %d %v", n, err)
+	}
+
+	h = &Health{Window: time.Minute, ReadyTimeout: 30 * time.Second, Started: clk.t, Clock: clk}
+	clk.advance(29 * time.Second)
+	if v := h.Record(nil); v != Ready {
+		t.Fatalf("answer in time: %v", v)
+	}
+	clk.advance(45 * time.Second)
+	if v := h.Record(down); v != Failing {
+		t.Fatalf("a miss after ready, past the readiness deadline: %v", v)
+	}
+
+	h = &Health{Started: clk.t, Clock: clk}
+	clk.advance(1000 * time.Hour)
+	if v := h.Record(down); v != Waiting {
+		t.Fatalf("no ReadyTimeout: %v", v)
+	}
+}
+
 func TestProbe(t *testing.T) {
 	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" || r.Method != http.MethodGet {
