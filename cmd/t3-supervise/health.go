@@ -22,10 +22,10 @@ import (
 // that stopped answering. systemd then restarts the unit (Restart=always), so NRestarts and
 // the unit's timestamps stay truthful; the supervisor never restarts t3 behind systemd's back.
 type healthState struct {
-	health    *supervise.Health
+	health    *supervise.Health // holds the readiness deadline and the liveness window
+	clock     supervise.Clock   // health's: every timing decision here reads it
+	notifier  supervise.Notifier
 	ready     atomic.Bool
-	started   time.Time
-	deadline  time.Time
 	lastExt   time.Time
 	pid       int
 	tree      *cgroup.Tree
@@ -47,12 +47,15 @@ type realClock struct{}
 
 func (realClock) Now() time.Time { return time.Now() }
 
-func newHealthState(cfg *config, p *plan, pid int, tree *cgroup.Tree) *healthState {
-	now := time.Now()
+// newHealthState starts the readiness deadline (--ready-timeout) on clock now: call it when t3
+// has just started.
+func newHealthState(cfg *config, p *plan, pid int, tree *cgroup.Tree, clock supervise.Clock, n supervise.Notifier) *healthState {
+	now := clock.Now()
 	return &healthState{
-		health:    &supervise.Health{Window: cfg.Health.LivenessWindow, Clock: realClock{}},
-		started:   now,
-		deadline:  now.Add(cfg.Health.ReadyTimeout),
+		health: &supervise.Health{Window: cfg.Health.LivenessWindow, ReadyTimeout: cfg.Health.ReadyTimeout,
+			Started: now, Clock: clock},
+		clock:     clock,
+		notifier:  n,
 		pid:       pid,
 		tree:      tree,
 		limits:    cfg.Limits,
@@ -82,10 +85,6 @@ func (h *healthState) saveState(set func(s *supervisorState)) {
 	_ = writeFileAtomic(h.statePath, h.state)
 }
 
-// notify sends state to systemd when it listens (Type=notify sets NOTIFY_SOCKET); elsewhere it
-// is a no-op (sd_notify(3)).
-func notify(state string) { _, _ = daemon.SdNotify(false, state) }
-
 // startProber probes GET / on t3's address and port (supervise.ProbeURL) from its own goroutine, so a probe hanging for its
 // whole timeout never holds up the event loop: every 250 ms until t3 first answers, then every
 // --probe-interval. Without a known port there is nothing to probe: t3 counts as ready at once
@@ -94,7 +93,7 @@ func (h *healthState) startProber(ctx context.Context, cfg *config) <-chan error
 	if cfg.Port == 0 {
 		h.ready.Store(true)
 		h.saveState(func(s *supervisorState) { s.Ready, s.Answering = true, true })
-		notify("READY=1\nSTATUS=" + h.status())
+		h.notifier.Ready(h.status())
 		return nil
 	}
 	interval := cfg.Health.ProbeInterval
@@ -133,25 +132,24 @@ func (h *healthState) record(ev *events, err error) (giveUp bool) {
 	case supervise.Ready:
 		h.ready.Store(true)
 		h.saveState(func(s *supervisorState) { s.Ready, s.Answering = true, true })
-		notify("READY=1\nSTATUS=" + h.status())
-		ev.emit(ServerReadyEvent{PID: h.pid, Startup: time.Since(h.started).Round(time.Millisecond), ProbeURL: h.probeURL})
+		h.notifier.Ready(h.status())
+		ev.emit(ServerReadyEvent{PID: h.pid, Startup: h.sinceStart().Round(time.Millisecond), ProbeURL: h.probeURL})
 	case supervise.Alive:
 		h.saveState(func(s *supervisorState) { s.Answering = true })
 		if h.failing {
 			h.failing = false
 			ev.emit(ServerReadyEvent{PID: h.pid})
 		}
-		notify("WATCHDOG=1\nSTATUS=" + h.status())
+		h.notifier.Watchdog(h.status())
+	case supervise.NeverReady:
+		n, last := h.health.Failures()
+		ev.emit(UnresponsiveEvent{PID: h.pid, Failures: n, ExitCode: exitUnresponsive, Last: last, Waited: h.sinceStart().Round(time.Second)})
+		return true
 	case supervise.Waiting:
-		if time.Now().After(h.deadline) {
-			n, last := h.health.Failures()
-			ev.emit(UnresponsiveEvent{PID: h.pid, Failures: n, ExitCode: exitUnresponsive, Last: last, Waited: time.Since(h.started).Round(time.Second)})
-			return true
-		}
-		if time.Since(h.lastExt) > 5*time.Second {
+		if now := h.clock.Now(); now.Sub(h.lastExt) > 5*time.Second {
 			// Keep systemd's start timeout from firing while we still wait on our own deadline.
-			h.lastExt = time.Now()
-			notify(fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", (15 * time.Second).Microseconds()))
+			h.lastExt = now
+			h.notifier.ExtendTimeout(15 * time.Second)
 		}
 	case supervise.Failing:
 		h.saveState(func(s *supervisorState) { s.Answering = false })
@@ -159,7 +157,7 @@ func (h *healthState) record(ev *events, err error) (giveUp bool) {
 			h.failing = true
 			ev.emit(ProbeFailedEvent{PID: h.pid, Err: err})
 		}
-		notify("STATUS=" + h.status())
+		h.notifier.Status(h.status())
 	case supervise.Dead:
 		h.saveState(func(s *supervisorState) { s.Answering = false })
 		n, last := h.health.Failures()
@@ -188,8 +186,11 @@ func (h *healthState) noteEvent(e cgroup.Event) {
 		return
 	}
 	_ = h.kills.Append(k)
-	notify("STATUS=" + h.status())
+	h.notifier.Status(h.status())
 }
+
+// sinceStart is how long t3 has run, on the clock of the readiness deadline.
+func (h *healthState) sinceStart() time.Duration { return h.clock.Now().Sub(h.health.Started) }
 
 // noteRefresh takes the state of the token's re-reads after each result.
 func (h *healthState) noteRefresh(r *rotation) {

@@ -327,6 +327,14 @@ func TestWatchdogNeedsAPortToProbe(t *testing.T) {
 		t.Errorf("notifications with a port: %q", got)
 	}
 	w.stop(n.p)
+	// The stop was announced: everything it sent is queued on the socket by now.
+	var last string
+	for m := readNotify(conn, time.Second); m != ""; m = readNotify(conn, 100*time.Millisecond) {
+		last = m
+	}
+	if last != "STOPPING=1" {
+		t.Errorf("last notification before the supervisor exited: %q, want STOPPING=1", last)
+	}
 }
 
 // A supervisor that dies must not leave t3 behind, and must not die of a closed log pipe.

@@ -384,7 +384,7 @@ func TestStatusFlags(t *testing.T) {
 // TestStateFile: what the running supervisor writes for the metrics, as its events happen.
 func TestStateFile(t *testing.T) {
 	dir := t.TempDir()
-	h := &healthState{statePath: filepath.Join(dir, stateFile),
+	h := &healthState{statePath: filepath.Join(dir, stateFile), notifier: &noteRecorder{},
 		state: newSupervisorState(true, time.Now())}
 	h.saveState(func(*supervisorState) {})
 	st := readState(dir, os.Getuid())

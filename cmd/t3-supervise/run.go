@@ -168,7 +168,7 @@ func serve(ctx context.Context, cfg *config, p *plan, h handles, ev *events, sig
 	expiry := newExpiryWatch(cfg, p)
 	expiry.save()
 	expiry.check(ev) // at start: the innermost threshold already crossed, if any
-	hs := newHealthState(cfg, p, child.Pid(), tree)
+	hs := newHealthState(cfg, p, child.Pid(), tree, realClock{}, supervise.SystemdNotifier{})
 	hs.expiry = expiry
 	hs.saveState(func(*supervisorState) {})
 	probeResults := hs.startProber(watchCtx, cfg)
@@ -198,12 +198,14 @@ func serve(ctx context.Context, cfg *config, p *plan, h handles, ev *events, sig
 	up.gate.Idle.Idle(time.Now(), act.verdict())
 	restart := func() int {
 		ev.emit(RotationRestartEvent{PID: pid, ExitCode: exitRotated})
+		hs.notifier.Stopping()
 		r := child.Stop(cfg.StopTimeout)
 		ev.emit(StoppedEvent{ExitInfo: exitOf(pid, r.Exit), Took: r.Took})
 		return exitRotated
 	}
 	upgrade := func(now time.Time) int {
 		ev.emit(up.restartEvent(pid, now))
+		hs.notifier.Stopping()
 		r := child.Stop(cfg.StopTimeout)
 		if r.Escalated {
 			ev.emit(StopEscalatedEvent{PID: pid, Timeout: cfg.StopTimeout})
@@ -241,6 +243,9 @@ func serve(ctx context.Context, cfg *config, p *plan, h handles, ev *events, sig
 			return code
 		case sig := <-sigs.Stop:
 			ev.emit(StoppingEvent{Signal: sigName(sig), PID: pid, Timeout: cfg.StopTimeout})
+			// STOPPING=1 before the grace period: systemctl status shows the unit deactivating,
+			// not running, while t3 gets --stop-timeout to exit (sd_notify(3)).
+			hs.notifier.Stopping()
 			r := child.Stop(cfg.StopTimeout)
 			if r.Escalated {
 				ev.emit(StopEscalatedEvent{PID: pid, Timeout: cfg.StopTimeout})
@@ -271,7 +276,7 @@ func serve(ctx context.Context, cfg *config, p *plan, h handles, ev *events, sig
 			}
 		case <-expiry.C():
 			expiry.check(ev)
-			notify("STATUS=" + hs.status())
+			hs.notifier.Status(hs.status())
 		case now := <-upgradeTicker.C:
 			if up.observe(ev, now, act.verdict()) {
 				return upgrade(now)
@@ -292,6 +297,7 @@ func serve(ctx context.Context, cfg *config, p *plan, h handles, ev *events, sig
 			hs.noteEvent(e)
 		case err := <-probeResults:
 			if hs.record(ev, err) {
+				hs.notifier.Stopping()
 				r := child.Stop(cfg.StopTimeout)
 				ev.emit(StoppedEvent{ExitInfo: exitOf(pid, r.Exit), Took: r.Took, Unresponsive: true})
 				return exitUnresponsive

@@ -19,7 +19,7 @@ func TestKillsFileIsPrivate(t *testing.T) {
 	dir := t.TempDir()
 	old := syscall.Umask(0)
 	defer syscall.Umask(old)
-	h := newHealthState(&config{RuntimeDir: dir}, &plan{}, 1, nil)
+	h := newHealthState(&config{RuntimeDir: dir}, &plan{}, 1, nil, realClock{}, &noteRecorder{})
 	h.noteEvent(cgroup.OOMKill{Victim: cgroup.Victim{PID: 9, Comm: "rg", Cmdline: strings.Repeat("x", 3*cgroup.MaxKillCmdline)}, Known: true})
 	st, err := os.Stat(filepath.Join(dir, cgroup.KillLogFile))
 	if err != nil {
