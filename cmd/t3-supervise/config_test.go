@@ -4,7 +4,9 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,14 +22,38 @@ func TestHelpDocumentsEverything(t *testing.T) {
 		t.Fatalf("--help exit %d", code)
 	}
 	help := p.stdout.String()
+	var statusHelpOut bytes.Buffer
+	if code := runStatus([]string{"--help"}, &statusHelpOut, io.Discard); code != 0 {
+		t.Fatalf("status --help exit %d", code)
+	}
+	var man bytes.Buffer
+	if err := writeManPage(&man, "test", "2027-01-01"); err != nil {
+		t.Fatal(err)
+	}
+	mainPage, statusPage, ok := strings.Cut(man.String(), "\n.SH \"STATUS COMMAND\"\n")
+	if !ok {
+		t.Fatalf("the man page has no STATUS COMMAND section")
+	}
 	var c config
 	var a, b []string
 	var s, o string
-	flagSet(&c, &a, &b, &s, &o).VisitAll(func(f *pflag.Flag) {
-		if !strings.Contains(help, "--"+f.Name) {
-			t.Errorf("--help does not document --%s", f.Name)
+	var in statusInput
+	var asJSON bool
+	for _, tc := range []struct {
+		cmd       string
+		fs        *pflag.FlagSet
+		help, man string
+	}{
+		{"t3-supervise", flagSet(&c, &a, &b, &s, &o), help, mainPage},
+		{"t3-supervise status", statusFlagSet(&in, &asJSON), statusHelpOut.String(), statusPage},
+	} {
+		if !tc.fs.HasFlags() {
+			t.Fatalf("%s: no flags to check", tc.cmd)
 		}
-	})
+		for _, missing := range undocumentedFlags(tc.fs, tc.help, tc.man) {
+			t.Errorf("%s: %s", tc.cmd, missing)
+		}
+	}
 	for _, v := range []string{"HOME", "T3_PORT", "CREDENTIALS_DIRECTORY", "VAULT_TOKEN", "VAULT_ADDR", "VAULT_CACERT",
 		"VAULT_NAMESPACE", "CLAUDE_CODE_OAUTH_TOKEN", "NOTIFY_SOCKET", "RUNTIME_DIRECTORY"} {
 		if !strings.Contains(help, v) {
@@ -42,6 +68,76 @@ func TestHelpDocumentsEverything(t *testing.T) {
 	}
 	if _, err := os.Stat(w.out); err == nil {
 		t.Error("--help started t3")
+	}
+}
+
+// undocumentedFlags names every flag of fs (VisitAll: hidden and deprecated ones too, which
+// pflag's FlagUsages leaves out) that help lacks as an entry of its own with a usage
+// ("  -u, --name type   usage" or "      --name type   usage"), or man lacks as a .TP entry
+// followed by its usage. A flag named only in prose, or inside a longer name (--user in
+// --user-extra), is not documented.
+func undocumentedFlags(fs *pflag.FlagSet, help, man string) []string {
+	inHelp := map[string]bool{}
+	for _, l := range strings.Split(help, "\n") {
+		head, usage, _ := strings.Cut(strings.TrimSpace(l), "  ")
+		if !strings.HasPrefix(head, "-") || strings.TrimSpace(usage) == "" {
+			continue
+		}
+		for _, word := range strings.Fields(head) {
+			// A bool flag reads "--name[=true|false]" (pflag's NoOptDefVal).
+			name, _, _ := strings.Cut(strings.TrimSuffix(word, ","), "[")
+			inHelp[name] = true
+		}
+	}
+	inMan := map[string]bool{}
+	lines := strings.Split(man, "\n")
+	for i := 0; i+2 < len(lines); i++ {
+		if lines[i] != ".TP" || lines[i+2] == "" || strings.HasPrefix(lines[i+2], ".") {
+			continue
+		}
+		for _, word := range strings.Fields(lines[i+1]) {
+			if name, ok := strings.CutPrefix(word, `\fB`); ok {
+				name, _, _ = strings.Cut(name, `\fR`)
+				name, _, _ = strings.Cut(name, "[")
+				inMan[name] = true
+			}
+		}
+	}
+	var missing []string
+	fs.VisitAll(func(f *pflag.Flag) {
+		name := "--" + f.Name
+		if !inHelp[name] {
+			missing = append(missing, name+" is not in --help")
+		}
+		if !inMan[roffText(name)] {
+			missing = append(missing, name+" is not in the man page")
+		}
+	})
+	return missing
+}
+
+// The check above fails for what it must catch: a hidden flag whose name is the start of a
+// documented one, and a flag without a usage.
+func TestUndocumentedFlagsCanFail(t *testing.T) {
+	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+	fs.String("user-extra", "", "documented")
+	fs.String("user", "", "hidden")
+	fs.Bool("quiet", false, "")
+	fs.Bool("dry-run", false, "documented, as --dry-run[=true|false]")
+	if err := fs.MarkHidden("user"); err != nil {
+		t.Fatal(err)
+	}
+	help := fs.FlagUsages()
+	var man strings.Builder
+	if err := writeFlags(&man, strings.Split(help, "\n")); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"--user is not in --help", "--user is not in the man page", "--quiet is not in --help", "--quiet is not in the man page"}
+	got := undocumentedFlags(fs, help+"\n  --user is mentioned in prose only\n", man.String())
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("undocumented:\n got  %q\n want %q", got, want)
 	}
 }
 

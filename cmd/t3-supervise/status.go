@@ -137,18 +137,24 @@ type statusInput struct {
 	fakeFS                   bool                           // tests: mount is a plain directory
 }
 
-func runStatus(args []string, stdout, stderr io.Writer) int {
+// statusFlagSet defines the flags of status on in and asJSON.
+func statusFlagSet(in *statusInput, asJSON *bool) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("t3-supervise status", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	in := statusInput{runtimeRoot: runtimeRoot, systemd: systemdDBus, uidOf: statusUser}
-	var asJSON bool
 	fs.StringVar(&in.user, "user", "", "the unit's user, t3-supervise@USER.service (default: the current user)")
 	fs.StringVar(&in.cgroup, "cgroup", "", "the unit's cgroup, as systemctl show -p ControlGroup prints it (default: derived from --user)")
 	fs.StringVar(&in.runtimeDir, "runtime-dir", "", "the unit's RuntimeDirectory, where the last kills are kept (default: /run/t3-supervise/USER)")
-	fs.BoolVar(&asJSON, "json", false, "print JSON (--format json)")
+	fs.BoolVar(asJSON, "json", false, "print JSON (--format json)")
 	fs.BoolVar(&in.all, "all", false, "every t3-supervise@*.service on the host (needs root for the other users' /proc)")
 	fs.StringVar(&in.format, "format", "text", "text, json or prom (Prometheus text format)")
 	fs.StringVar(&in.output, "output", "", "write to FILE atomically instead of standard output")
+	return fs
+}
+
+func runStatus(args []string, stdout, stderr io.Writer) int {
+	in := statusInput{runtimeRoot: runtimeRoot, systemd: systemdDBus, uidOf: statusUser}
+	var asJSON bool
+	fs := statusFlagSet(&in, &asJSON)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			fmt.Fprint(stdout, statusHelp+fs.FlagUsages())
