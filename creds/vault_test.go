@@ -5,6 +5,7 @@ package creds
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -316,30 +317,15 @@ func TestRealVaultPeriodicTokenKeptAlive(t *testing.T) {
 	if res, err := c.Resolve(context.Background()); err != nil || !res.Renewable || res.TTL > period || res.TTL < period-2*time.Second {
 		t.Fatalf("periodic token: %+v %v", res, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	renewals := make(chan Renewal, 100)
-	done := make(chan struct{})
-	go func() { c.KeepAlive(ctx, func(r Renewal) { renewals <- r }); close(done) }()
-	const span = 3*period + 2*time.Second
-	time.Sleep(span)
-	if res, err := c.Resolve(context.Background()); err != nil || res.Outcome != Found {
-		t.Errorf("resolve after %v: %v %v", span, res.Outcome, err)
-	}
-	cancel()
-	<-done
-	n := 0
-	for len(renewals) > 0 {
-		r := <-renewals
+	start := time.Now()
+	renewals := keepAlive(t, c)
+	// At start, then every 2/3 period or so: the fourth comes about two periods in.
+	for i := 1; i <= 4; i++ {
+		r := awaitReport(t, renewals, 2*period, fmt.Sprintf("renewal %d", i), func(Renewal) bool { return true })
 		if r.Err != nil || r.Relogin || r.TTL != period {
-			t.Errorf("renewal %+v", r)
+			t.Errorf("renewal %d: %+v", i, r)
 		}
-		n++
 	}
-	// At start, then every 2/3 period or so: 5 or 6 in 14 s.
-	if n < 4 {
-		t.Errorf("%d renewals in %v of a %v periodic token", n, span, period)
-	}
-	t.Logf("%d renewals in %v", n, span)
 	lookup := func(tok string) error {
 		cl, err := vaulttest.NewClient(v.Addr, tok)
 		if err != nil {
@@ -348,12 +334,20 @@ func TestRealVaultPeriodicTokenKeptAlive(t *testing.T) {
 		_, err = cl.Auth().Token().LookupSelf()
 		return err
 	}
+	// The token nobody renews, made with it, dies after one period: once it is gone, the one
+	// kept alive is alive only by its renewals.
+	for deadline := time.Now().Add(2 * period); lookup(left) == nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the token nobody renewed is still alive after %v: the test proves nothing", time.Since(start))
+		}
+	}
 	if err := lookup(kept); err != nil {
 		t.Errorf("the kept-alive token died: %v", err)
 	}
-	if err := lookup(left); err == nil {
-		t.Error("the token nobody renewed is still alive after 3 periods: the test proves nothing")
+	if res, err := c.Resolve(context.Background()); err != nil || res.Outcome != Found {
+		t.Errorf("resolve after %v: %v %v", time.Since(start), res.Outcome, err)
 	}
+	t.Logf("4 renewals, and the other token dead, after %v", time.Since(start).Round(time.Millisecond))
 	cfg := realConfig(t, v, left)
 	if _, err := resolveReal(t, cfg); !errors.Is(err, ErrDenied) {
 		t.Errorf("expired periodic token: %v", err)
@@ -371,30 +365,23 @@ func TestRealVaultAppRoleLogsInAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var reports []Renewal
-	done := make(chan struct{})
-	go func() { c.KeepAlive(ctx, func(r Renewal) { reports = append(reports, r) }); close(done) }()
-	const span = 12 * time.Second // the 5 s max TTL twice over
-	time.Sleep(span)
+	start := time.Now()
+	reports := keepAlive(t, c)
+	n := 0
+	// The 5 s max TTL twice over: a re-login before each end.
+	for i := 1; i <= 2; i++ {
+		awaitReport(t, reports, 10*time.Second, fmt.Sprintf("re-login %d", i), func(r Renewal) bool {
+			n++
+			if r.Err != nil {
+				t.Errorf("failure: %v", r.Err)
+			}
+			return r.Relogin
+		})
+	}
 	if res, err := c.Resolve(context.Background()); err != nil || res.Outcome != Found {
-		t.Errorf("resolve after %v: %v %v", span, res.Outcome, err)
+		t.Errorf("resolve after %v: %v %v", time.Since(start), res.Outcome, err)
 	}
-	cancel()
-	<-done
-	relogins := 0
-	for _, r := range reports {
-		if r.Err != nil {
-			t.Errorf("failure: %v", r.Err)
-		}
-		if r.Relogin {
-			relogins++
-		}
-	}
-	if relogins < 2 {
-		t.Errorf("%d re-logins in %v with a max TTL of 5 s: %+v", relogins, span, reports)
-	}
-	t.Logf("%d reports, %d re-logins in %v", len(reports), relogins, span)
+	t.Logf("%d reports, 2 re-logins in %v", n, time.Since(start).Round(time.Millisecond))
 }
 
 // A token file whose token reaches its max TTL: KeepAlive cannot renew it and has nothing new to
@@ -415,11 +402,11 @@ func TestRealVaultTokenFileAtItsEnd(t *testing.T) {
 	// TTLs come in whole seconds and the watcher gives up 10-20 % of a lease before its end:
 	// with a 6 s TTL and a 9 s max, it gives up at about 4 s or 7 s, 1.5 s or more before the
 	// token dies, which leaves time for the warning.
-	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Second)
-	defer cancel()
-	var warned, denied, relogins int
+	var warned, relogins int
 	start := time.Now()
-	c.KeepAlive(ctx, func(r Renewal) {
+	reports := keepAlive(t, c)
+	// Warned before the 9 s max TTL, denied after it.
+	awaitReport(t, reports, 15*time.Second, "denial after a warning", func(r Renewal) bool {
 		t.Logf("%v: %+v", time.Since(start).Round(10*time.Millisecond), r)
 		switch {
 		case r.Relogin:
@@ -427,13 +414,17 @@ func TestRealVaultTokenFileAtItsEnd(t *testing.T) {
 		case r.Err != nil && strings.Contains(r.Err.Error(), "cannot be renewed any further"):
 			warned++
 		case errors.Is(r.Err, ErrDenied):
-			denied++
+			if warned == 0 {
+				t.Error("denied without a warning before")
+			}
+			return true
 		}
+		return false
 	})
-	if warned == 0 || denied == 0 || relogins != 0 {
-		t.Errorf("warned %d, denied %d, re-logins %d", warned, denied, relogins)
+	if relogins != 0 {
+		t.Errorf("%d re-logins with nothing new to log in with", relogins)
 	}
-	t.Logf("warned %d times before the end, denied %d times after", warned, denied)
+	t.Logf("warned %d times before the end, denied after %v", warned, time.Since(start).Round(time.Millisecond))
 }
 
 func TestRealVaultSealedAndStopped(t *testing.T) {
