@@ -86,9 +86,12 @@ func TestMountGoneWhileRunningChangesNothing(t *testing.T) {
 	}
 	reread := func(event string, n int) {
 		t.Helper()
-		time.Sleep(minSpacing) // SIGHUP re-reads are at least minSpacing apart; this one must not be dropped
-		p.cmd.Process.Signal(syscall.SIGHUP)
-		if !waitFor(func() bool { return strings.Count(p.stderr.String(), " "+event+": ") >= n }, 20*time.Second) {
+		// SIGHUP re-reads are at least minSpacing apart, and one too early is dropped: ask
+		// until the re-read has happened.
+		if !waitFor(func() bool {
+			p.cmd.Process.Signal(syscall.SIGHUP)
+			return strings.Count(p.stderr.String(), " "+event+": ") >= n
+		}, 20*time.Second) {
 			t.Fatalf("no %s #%d\n%s", event, n, p.stderr)
 		}
 	}
