@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -96,9 +97,7 @@ func TestVaultFaultMatrix(t *testing.T) {
 			recover: func(t *testing.T, w *vaultWorld, _ *faultProxy) { w.persistent.Unseal(t) }},
 		{name: "restarted mid-run", persistent: true, class: "vault unavailable", inject: stop,
 			recover: func(t *testing.T, w *vaultWorld, _ *faultProxy) {
-				w.persistent.Restart(t, false) // a restarted Vault comes back sealed
-				time.Sleep(time.Second)
-				w.persistent.Unseal(t)
+				w.persistent.Restart(t, true) // a restarted Vault comes back sealed: unsealed
 			}},
 		{name: "token revoked", class: "vault denied access", inject: func(w *vaultWorld, _ *faultProxy) {
 			if err := w.v.Client.Auth().Token().RevokeOrphan(w.vaultToken); err != nil {
@@ -113,9 +112,17 @@ func TestVaultFaultMatrix(t *testing.T) {
 				w.v.Policy("workstation-claude-"+w.user, "workstation/claude-users/"+w.user)
 			}},
 		// The token's own TTL runs out: the outage starts then, not when the test starts, so
-		// "inject" is waiting for that moment (the healthy re-reads before it are no storm).
+		// "inject" is waiting until Vault says so (the healthy re-reads before it are no storm).
 		{name: "token expired", class: "vault denied access",
-			inject: func(w *vaultWorld, _ *faultProxy) { time.Sleep(time.Until(w.tokenExpires)) }},
+			inject: func(w *vaultWorld, _ *faultProxy) {
+				c, err := vaulttest.NewClient(w.v.Addr, w.vaultToken)
+				if err != nil {
+					w.t.Fatal(err)
+				}
+				if !waitFor(func() bool { _, err := c.Auth().Token().LookupSelf(); return err != nil }, 10*time.Second) {
+					w.t.Fatal("the 4 s token still works after 10 s")
+				}
+			}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -134,7 +141,6 @@ func TestVaultFaultMatrix(t *testing.T) {
 					t.Fatal(err)
 				}
 				w.setVaultToken(sec.Auth.ClientToken)
-				w.tokenExpires = time.Now().Add(4 * time.Second)
 			}
 			f := newFaultProxy(t, w.v.Addr)
 			w.setenv("VAULT_ADDR=" + f.URL)
@@ -150,9 +156,23 @@ func TestVaultFaultMatrix(t *testing.T) {
 			if !failed {
 				t.Fatalf("no credential_refresh_failed within 15 s\n%s", p.stderr)
 			}
-			time.Sleep(6 * time.Second) // the window in which a storm would show
-			reads, all := f.reads.Load()-reads0, f.all.Load()-all0
+			readsAtFailure := f.reads.Load()
 			line := eventLine(p.stderr.String(), "credential_refresh_failed")
+			// The event names the backoff before the next re-read (7.5-15 s): a secret read
+			// before it is a storm. Watched for up to 6 s of it, failing at the first early read.
+			m := regexp.MustCompile(`next in (\w+)\)`).FindStringSubmatch(line)
+			if m == nil {
+				t.Fatalf("the event names no backoff: %s", line)
+			}
+			next, err := time.ParseDuration(m[1])
+			if err != nil {
+				t.Fatalf("the event's backoff %q: %v", m[1], err)
+			}
+			window := min(next-time.Second, 6*time.Second)
+			if waitFor(func() bool { return f.reads.Load() > readsAtFailure }, window) {
+				t.Errorf("a secret read within %v of the failure, before the announced backoff of %v: a request storm", window, next)
+			}
+			reads, all := f.reads.Load()-reads0, f.all.Load()-all0
 			if !strings.Contains(line, c.class) {
 				t.Errorf("the event does not name %q: %s", c.class, line)
 			}
@@ -162,7 +182,7 @@ func TestVaultFaultMatrix(t *testing.T) {
 			// One re-read (the client's own 2 retries included) before the first failure, then
 			// the backoff waits 7.5-15 s: a storm would be dozens.
 			if reads > 6 || all > 12 {
-				t.Errorf("%d secret reads, %d requests in %v of outage: a request storm", reads, all, took+6*time.Second)
+				t.Errorf("%d secret reads, %d requests in %v of outage: a request storm", reads, all, took+window)
 			}
 			if !processAlive(r.Pid) {
 				t.Error("t3 died during a Vault fault")
@@ -174,8 +194,8 @@ func TestVaultFaultMatrix(t *testing.T) {
 			if st, err := os.Stat(w.envFile()); err != nil || st.Mode().Perm() != 0o600 {
 				t.Errorf("env file after the fault: %v", err)
 			}
-			t.Logf("%s: event after %v, then %d secret reads / %d requests in the next 6 s: %s",
-				c.name, took.Round(10*time.Millisecond), reads, all, strings.TrimPrefix(line, "t3-supervise: "))
+			t.Logf("%s: event after %v, then %d secret reads / %d requests in all by %v later: %s",
+				c.name, took.Round(10*time.Millisecond), reads, all, window, strings.TrimPrefix(line, "t3-supervise: "))
 			if c.recover != nil {
 				c.recover(t, w, f)
 				p.cmd.Process.Signal(syscall.SIGHUP) // an operator's "try again now"
