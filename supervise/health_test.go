@@ -68,35 +68,29 @@ func TestHealthVerdicts(t *testing.T) {
 // The readiness deadline counts from Started on Clock: failures up to ReadyTimeout wait, the
 // first one past it is NeverReady; once ready it no longer applies; 0 waits for ever.
 func TestHealthReadyTimeout(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(1000, 0)}
 	down := errors.New("connection refused")
-	h := &Health{Window: time.Minute, ReadyTimeout: 30 * time.Second, Started: clk.t, Clock: clk}
-	clk.advance(30 * time.Second)
-	if v := h.Record(down); v != Waiting {
-		t.Fatalf("at the deadline: %v", v)
+	type step struct {
+		after time.Duration // since the step before
+		err   error
+		want  Verdict
 	}
-	clk.advance(time.Millisecond)
-	if v := h.Record(down); v != NeverReady {
-		t.Fatalf("past the deadline: %v", v)
-	}
-	if n, err := h.Failures(); n != 2 || err != down {
-		t.Errorf("failures %d %v", n, err)
-	}
-
-	h = &Health{Window: time.Minute, ReadyTimeout: 30 * time.Second, Started: clk.t, Clock: clk}
-	clk.advance(29 * time.Second)
-	if v := h.Record(nil); v != Ready {
-		t.Fatalf("answer in time: %v", v)
-	}
-	clk.advance(45 * time.Second)
-	if v := h.Record(down); v != Failing {
-		t.Fatalf("a miss after ready, past the readiness deadline: %v", v)
-	}
-
-	h = &Health{Started: clk.t, Clock: clk}
-	clk.advance(1000 * time.Hour)
-	if v := h.Record(down); v != Waiting {
-		t.Fatalf("no ReadyTimeout: %v", v)
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration
+		steps   []step
+	}{
+		{"past the deadline", 30 * time.Second, []step{{30 * time.Second, down, Waiting}, {time.Millisecond, down, NeverReady}}},
+		{"ready in time", 30 * time.Second, []step{{29 * time.Second, nil, Ready}, {45 * time.Second, down, Failing}}},
+		{"no deadline", 0, []step{{1000 * time.Hour, down, Waiting}}},
+	} {
+		clk := &fakeClock{t: time.Unix(1000, 0)}
+		h := &Health{Window: time.Minute, ReadyTimeout: tc.timeout, Started: clk.t, Clock: clk}
+		for i, s := range tc.steps {
+			clk.advance(s.after)
+			if v := h.Record(s.err); v != s.want {
+				t.Errorf("%s: step %d, %v after the start: %v, want %v", tc.name, i+1, clk.t.Sub(h.Started), v, s.want)
+			}
+		}
 	}
 }
 
