@@ -52,8 +52,9 @@ USAGE
   that directory is the user's own (else /run/user/UID if it is, else none).
 
   It tells systemd READY=1 once t3 answers GET / on its --host (loopback when t3 listens on
-  every interface) and port, and WATCHDOG=1 after every answer; with WatchdogSec= set and no
-  port to probe it refuses to start (exit 78) rather than let the watchdog kill the unit.
+  every interface) and port, WATCHDOG=1 after every answer, and STOPPING=1 when it begins to
+  stop t3; with WatchdogSec= set and no port to probe it refuses to start (exit 78) rather
+  than let the watchdog kill the unit.
 
   Upgrades never kill a busy session. When the file at the supervisor's own path is replaced
   (dpkg installs a new /usr/bin/t3-supervise by rename; the package restarts no unit), t3 and
