@@ -11,16 +11,6 @@ import (
 	"strings"
 )
 
-// LimitRestored: a limit file the plan wrote (or an agent leaf's) held another value, which
-// someone of the user's wrote there; the watch wrote the planned value back.
-type LimitRestored struct {
-	File     string // relative to the unit's cgroup, e.g. "workload/memory.max"
-	Found    string // what it read
-	Restored string // what the watch wrote
-}
-
-func (LimitRestored) cgroupEvent() {}
-
 // guardLimits reads back every limit the plan wrote and each placed leaf's own, and restores
 // what drifted (guard.go). A few small reads per look, in plan order: a controller re-enabled
 // in a cgroup.subtree_control brings the files below back at their defaults, and those are

@@ -13,15 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// StrayKilled: a process was found where no process of the workload may be, supervisor/ or a
-// cgroup of the subtree that the supervisor did not make, and was killed.
-type StrayKilled struct {
-	Victim Victim
-	Cgroup string // where it was, relative to the unit's cgroup
-}
-
-func (StrayKilled) cgroupEvent() {}
-
 // Escapes from the workload.
 //
 // With Delegate=yes systemd hands the user the whole subtree (systemd.resource-control(5),

@@ -98,16 +98,6 @@ func sigkillPending(pid int) bool {
 	return false
 }
 
-// Victim is a process the kernel or the supervisor killed.
-type Victim struct {
-	PID     int    `json:"pid"`
-	Comm    string `json:"comm"`
-	Cmdline string `json:"cmdline"`
-	RSS     uint64 `json:"rss"` // bytes, at the last sample before its death
-	Leaf    string `json:"leaf"`
-	start   uint64
-}
-
 // describe reads what an event names about a process; ok=false when it was gone before the
 // first read. Identity (stat), comm and RSS come first, from files that take no lock on the
 // process's memory map. The command line comes last: reading it takes the target's mmap_lock

@@ -13,19 +13,6 @@ import (
 	"strings"
 )
 
-// ServerFound: t3's direct child does not listen on t3's port itself (a wrapper that does not
-// exec: a shell script, a version manager's shim); the process that does is the server, and it
-// stays in server/ with every process between it and the direct child.
-type ServerFound struct {
-	PID         int // the process listening on Port
-	Comm        string
-	Wrapper     int // the supervisor's direct child
-	WrapperComm string
-	Port        int
-}
-
-func (ServerFound) cgroupEvent() {}
-
 // Which process in server/ is the server.
 //
 // The watch moves every process in server/ but the server into agent leaves (an SDK may spawn

@@ -1,0 +1,166 @@
+//go:build linux
+
+package cgroup
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The kernel's OOM kills: noticing them (inotify on memory.events) and naming their victims.
+
+// notifyMemoryEvents watches workload/ and agents/ memory.events with one inotify instance:
+// the kernel raises IN_MODIFY on a memory.events file when its counters change, for the cgroup
+// and each ancestor (cgroup_file_notify in memcg_memory_event). Returns a channel that gets a
+// value when anything changed (coalesced).
+func (t *Tree) notifyMemoryEvents(ctx context.Context) (<-chan struct{}, func(), error) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil, nil, fmt.Errorf("inotify_init1: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "inotify") // nonblocking: reads park the goroutine, Close wakes it
+	for _, d := range []string{WorkloadDir, AgentsDir} {
+		p := t.Dir(d + "/memory.events")
+		if _, err := unix.InotifyAddWatch(fd, p, unix.IN_MODIFY); err != nil {
+			f.Close()
+			return nil, nil, &Error{Path: p, Err: fmt.Errorf("inotify_add_watch: %w", err)}
+		}
+	}
+	c := make(chan struct{}, 1)
+	go func() {
+		buf := make([]byte, 64*unix.SizeofInotifyEvent)
+		for {
+			if _, err := f.Read(buf); err != nil {
+				return
+			}
+			select {
+			case c <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return c, func() { f.Close() }, nil
+}
+
+// onMemoryEvents runs when memory.events of workload/ or agents/ changed.
+func (w *watcher) onMemoryEvents(ctx context.Context) {
+	w.hot = true
+	seen := monotonic()
+	ev, err := w.t.memoryEvents(WorkloadDir)
+	if err != nil {
+		w.warn(ctx, err)
+		return
+	}
+	if ev.OOMKill <= w.oom {
+		return
+	}
+	n := ev.OOMKill - w.oom
+	w.oom = ev.OOMKill
+	victims := w.findVictims(int(n))
+	for _, v := range victims {
+		if k, ok := w.kills[v.PID]; ok { // the kernel was faster than our pressure kill
+			unix.Close(k.pidfd)
+			delete(w.kills, v.PID)
+		}
+		w.emit(ctx, OOMKill{Victim: v, Known: true, Count: ev.OOMKill, Seen: seen})
+	}
+	for i := len(victims); i < int(n); i++ {
+		w.emit(ctx, OOMKill{Victim: Victim{Leaf: w.leafOfKill()}, Count: ev.OOMKill, Seen: seen})
+	}
+	if len(victims) > 0 {
+		w.leafOfKill() // keep the per-leaf counters current
+	}
+	w.refresh()
+}
+
+// findVictims names up to n processes the OOM killer just took: those of the last sample that
+// are gone now, dying, or carry a pending SIGKILL, largest first (the OOM killer picks by size, and
+// memory.oom.group=0 means one process per kill).
+func (w *watcher) findVictims(n int) []Victim {
+	var cands []Victim
+	for _, g := range w.gone {
+		if !w.wasNamed(g.v) {
+			cands = append(cands, g.v)
+		}
+	}
+	for pid, v := range w.procs {
+		if w.wasNamed(v) {
+			continue
+		}
+		st, err := readProcStat(pid)
+		if err != nil || st.Start != v.start || st.dying() || sigkillPending(pid) {
+			cands = append(cands, v)
+		}
+	}
+	// A victim born after the last sample: still in its leaf, dying or with SIGKILL pending.
+	for _, leaf := range w.t.agentLeaves() {
+		pids, _ := w.t.procs(AgentsDir + "/" + leaf)
+		for _, pid := range pids {
+			if _, known := w.procs[pid]; known {
+				continue
+			}
+			if st, err := readProcStat(pid); err != nil || !st.dying() && !sigkillPending(pid) {
+				continue
+			}
+			if _, dead := w.named[pid]; dead {
+				continue
+			}
+			if v, ok := describe(pid); ok {
+				v.Leaf = leaf
+				cands = append(cands, v)
+			}
+		}
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].RSS > cands[j].RSS })
+	if len(cands) > n {
+		cands = cands[:n]
+	}
+	for _, v := range cands {
+		delete(w.procs, v.PID)
+		delete(w.gone, v.PID)
+		w.named[v.PID] = v.start
+	}
+	// Forget victims that are gone for good (their pid may be reused).
+	for pid, start := range w.named {
+		if st, err := readProcStat(pid); err != nil || st.Start != start {
+			delete(w.named, pid)
+		}
+	}
+	return cands
+}
+
+func (w *watcher) wasNamed(v Victim) bool {
+	start, ok := w.named[v.PID]
+	return ok && start == v.start
+}
+
+// leafOfKill names the agent leaf whose own oom_kill counter moved since the last look, for an
+// OOM kill whose victim could not be identified (it was born and died between two samples).
+func (w *watcher) leafOfKill() string {
+	found := ""
+	for _, leaf := range w.t.agentLeaves() {
+		ev, err := w.t.memoryEvents(AgentsDir + "/" + leaf)
+		if err != nil {
+			continue
+		}
+		if ev.OOMKill > w.leafOOM[leaf] && found == "" {
+			found = leaf
+		}
+		w.leafOOM[leaf] = ev.OOMKill
+	}
+	return found
+}
+
+// monotonic reads CLOCK_MONOTONIC, the clock of the kernel's and journald's timestamps.
+func monotonic() time.Duration {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
