@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path"
 	"path/filepath"
 	"strconv"
@@ -43,6 +44,10 @@ func TestMain(m *testing.M) {
 func helper(mode string) {
 	switch mode {
 	case "hang":
+		fmt.Println("ready")
+		select {}
+	case "stubborn": // a runaway that ignores SIGTERM: only SIGKILL ends it
+		signal.Ignore(syscall.SIGTERM)
 		fmt.Println("ready")
 		select {}
 	case "burn": // once moved out of server/, use 300 ms more CPU (by the kernel's count), report, hang
@@ -228,9 +233,10 @@ func TestWatchLeavesAShimsLeafToTheShim(t *testing.T) {
 	if len(kids) < 2 {
 		t.Fatalf("the helper spawned %d children", len(kids))
 	}
-	w := newWatcher(tree, WatchConfig{ServerPID: server.Process.Pid, AgentOOMAdj: 600})
+	clk := newFakeClock(t)
+	w := newWatcher(tree, WatchConfig{ServerPID: server.Process.Pid, AgentOOMAdj: 600, Clock: clk})
 	w.place(context.Background())
-	time.Sleep(forkGrace + 50*time.Millisecond)
+	clk.Advance(forkGrace + time.Millisecond)
 	// The shim makes its leaf after the watch's last look and before its next.
 	shimLeaf, _ := LeafName(kids[0])
 	if err := os.Mkdir(tree.Dir(AgentsDir+"/"+shimLeaf), 0o755); err != nil {
@@ -269,13 +275,16 @@ func TestWatchMovesServerChildrenAndKillAllTakesEverything(t *testing.T) {
 	if got := cgroupOf(t, server.Process.Pid); got != tree.Base+"/"+ServerDir {
 		t.Fatalf("server started in %q", got)
 	}
-	w := newWatcher(tree, WatchConfig{ServerPID: server.Process.Pid, AgentOOMAdj: 600})
+	clk := newFakeClock(t)
+	w := newWatcher(tree, WatchConfig{ServerPID: server.Process.Pid, AgentOOMAdj: 600, Clock: clk})
 	// New processes get forkGrace to exec (and, if they are shims, to place themselves).
+	w.place(context.Background())
+	clk.Advance(forkGrace - time.Millisecond)
 	w.place(context.Background())
 	if len(w.out) != 0 {
 		t.Errorf("placed before the fork grace: %v", <-w.out)
 	}
-	time.Sleep(forkGrace + 50*time.Millisecond)
+	clk.Advance(2 * time.Millisecond)
 	w.place(context.Background())
 	placed := 0
 	for len(w.out) > 0 {
@@ -424,10 +433,11 @@ func TestWatchKeepsTheServerBehindAWrapper(t *testing.T) {
 	if st, _ := readProcStat(server); st.PPID != sh.Process.Pid {
 		t.Fatalf("the server %d is not the shell's child (ppid %d): the wrapper exec'd", server, st.PPID)
 	}
-	w := newWatcher(tree, WatchConfig{ServerPID: sh.Process.Pid, Port: t3Port, AgentOOMAdj: 600})
+	clk := newFakeClock(t)
+	w := newWatcher(tree, WatchConfig{ServerPID: sh.Process.Pid, Port: t3Port, AgentOOMAdj: 600, Clock: clk})
 	// Not listening yet: past the fork grace, nothing that may be the server is moved.
 	w.place(context.Background())
-	time.Sleep(forkGrace + 50*time.Millisecond)
+	clk.Advance(forkGrace + time.Millisecond)
 	w.place(context.Background())
 	for _, pid := range append([]int{server}, kids...) {
 		if got := cgroupOf(t, pid); got != tree.Base+"/"+ServerDir {

@@ -15,46 +15,39 @@ import (
 type pendingKill struct {
 	victim    Victim
 	pidfd     int
-	deadline  time.Time
+	signalled time.Time // SIGTERM, on the watch's clock
 	escalated bool
 	stall     float64
 }
 
-// pressureCheck kills the largest agent process when, for the whole window, agents/ stayed
-// over memory.high, its "high" counter moved, and it was stalled on memory (PSI "some") for at
-// least PressureStall of the wall time. Without swap, memory.high below memory.max can throttle
-// a runaway for minutes with no OOM kill at all (the 2026-07-02 livelock, and seen in the VM
-// tier: the throttled balloon crawls a few MiB per second at 100% stall); this ends it before
-// the machine suffers. The high counter moves in bursts (a throttled task sleeps up to 2 s per
-// allocation, mm/memcontrol.c MEMCG_MAX_OVERAGE), so it is asked to move over the window, not
-// in every interval; memory.current over memory.high is what must hold throughout.
-func (w *watcher) pressureCheck(ctx context.Context) {
-	win := w.cfg.PressureWindow
-	high := w.cfg.Limits.MemoryHigh
-	if win <= 0 || !high.IsSet() || high.IsMax() || len(w.hist) < 2 {
-		w.trimHistory()
-		return
+// policy is the pressure policy of the watch's configuration (pressure.go).
+func (w *watcher) policy() PressurePolicy {
+	p := PressurePolicy{Window: w.cfg.PressureWindow, MinStall: w.cfg.PressureStall, Grace: w.cfg.KillGrace}
+	if h := w.cfg.Limits.MemoryHigh; h.IsSet() && !h.IsMax() {
+		p.High = uint64(h.N())
 	}
-	first, stall, kill := pressureDecision(w.hist, win, uint64(high.N()), w.cfg.PressureStall)
-	w.hist = w.hist[first:]
-	// Incomplete samples never make a window (no PSI at all, say): keep at most two windows.
-	for len(w.hist) > 2 && w.hist[len(w.hist)-1].at.Sub(w.hist[0].at) > 2*win {
-		w.hist = w.hist[1:]
-	}
-	if !kill || len(w.kills) > 0 {
+	return p
+}
+
+// pressureCheck asks the policy about the samples so far and, on its word, sends SIGTERM to the
+// victim it chooses. One pressure kill at a time: while one is pending (checkKills), none other.
+// now is the time of the sample tick.
+func (w *watcher) pressureCheck(ctx context.Context, now time.Time) {
+	p := w.policy()
+	d := p.Decide(w.hist)
+	w.hist = w.hist[d.Keep:]
+	if !d.Kill || len(w.kills) > 0 {
 		return
 	}
 	w.refresh()
-	var victim Victim
-	for _, v := range w.procs {
-		if v.Leaf != "server" && v.RSS > victim.RSS {
-			victim = v
-		}
-	}
-	if victim.PID == 0 {
+	victim, choice := p.Choose(w.candidates())
+	if choice == NoVictim {
 		return
 	}
-	w.hist = w.hist[len(w.hist)-1:] // a new window after each kill
+	w.hist = w.hist[len(w.hist)-1:] // a new window after each kill (or one already under way)
+	if choice == AlreadyDying {
+		return
+	}
 	fd, err := unix.PidfdOpen(victim.PID, 0)
 	if err != nil {
 		return // gone already
@@ -69,54 +62,25 @@ func (w *watcher) pressureCheck(ctx context.Context) {
 		w.warn(ctx, fmt.Errorf("pressure kill of pid %d: %w", victim.PID, err))
 		return
 	}
-	w.kills[victim.PID] = &pendingKill{victim: victim, pidfd: fd, deadline: time.Now().Add(w.cfg.KillGrace), stall: stall}
+	w.kills[victim.PID] = &pendingKill{victim: victim, pidfd: fd, signalled: now, stall: d.Stall}
 }
 
-// pressureDecision is the pure half of pressureCheck: over hist (oldest first, the newest last),
-// is there a whole window of sustained pressure? first is how much of hist to drop (the samples
-// older than the oldest one that still covers the window). Only complete samples are evidence:
-// the window runs from the newest complete sample back to the newest complete one at least win
-// older, and an incomplete sample in between neither proves nor breaks it. A counter that went
-// backwards (a cgroup recreated under the same name) is no stall either.
-func pressureDecision(hist []sample, win time.Duration, high uint64, minStall float64) (first int, stall float64, kill bool) {
-	lastI := -1
-	for i := len(hist) - 1; i >= 0; i-- {
-		if hist[i].ok {
-			lastI = i
-			break
-		}
+// candidates are the processes of the last sample, each with whether it is dying already. Read
+// only when the policy wants a kill: one stat and one status file per process.
+func (w *watcher) candidates() []Candidate {
+	cands := make([]Candidate, 0, len(w.procs))
+	for pid, v := range w.procs {
+		st, err := readProcStat(pid)
+		dying := err == nil && st.Start == v.start && (st.dying() || sigkillPending(pid))
+		cands = append(cands, Candidate{Victim: v, Dying: dying})
 	}
-	if lastI < 0 {
-		return 0, 0, false
-	}
-	last := hist[lastI]
-	first = -1
-	for i := lastI; i >= 0; i-- {
-		if hist[i].ok && last.at.Sub(hist[i].at) >= win {
-			first = i
-			break
-		}
-	}
-	if first < 0 {
-		return 0, 0, false // not yet a whole window of samples
-	}
-	for _, s := range hist[first : lastI+1] {
-		if s.ok && s.agentCur < high {
-			return first, 0, false // dipped under memory.high: not sustained
-		}
-	}
-	base := hist[first]
-	if last.high <= base.high || last.stallUS < base.stallUS {
-		return first, 0, false
-	}
-	elapsed := last.at.Sub(base.at)
-	stall = float64(last.stallUS-base.stallUS) / float64(elapsed.Microseconds())
-	return first, stall, stall >= minStall
+	return cands
 }
 
 // checkKills reports pressure kills whose victim exited, and escalates to SIGKILL (or, with
-// AgentOOMGroup, to cgroup.kill of the victim's leaf) after the grace period.
-func (w *watcher) checkKills(ctx context.Context) {
+// AgentOOMGroup, to cgroup.kill of the victim's leaf) after the grace period. now is the time of
+// the place tick.
+func (w *watcher) checkKills(ctx context.Context, now time.Time) {
 	for pid, k := range w.kills {
 		if exited(k.pidfd) {
 			sig := "SIGTERM"
@@ -129,7 +93,7 @@ func (w *watcher) checkKills(ctx context.Context) {
 			w.emit(ctx, PressureKill{Victim: k.victim, Signal: sig, Stall: k.stall, Window: w.cfg.PressureWindow})
 			continue
 		}
-		if !k.escalated && time.Now().After(k.deadline) {
+		if !k.escalated && w.policy().Escalate(k.signalled, now) {
 			k.escalated = true
 			var err error
 			if w.cfg.Limits.AgentOOMGroup && k.victim.Leaf != "" {

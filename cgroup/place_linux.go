@@ -59,7 +59,7 @@ func (w *watcher) place(ctx context.Context) {
 		return
 	}
 	w.resolveServer(ctx, pids)
-	now := time.Now()
+	now := w.clock.Now()
 	seen := make(map[int]time.Time, len(pids))
 	for _, pid := range pids {
 		if w.isServer(pid) {

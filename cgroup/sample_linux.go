@@ -14,18 +14,6 @@ import (
 // Sampling: the cgroup files the watch reads, and every workload process, so that a victim can
 // be named with what it was just before it died.
 
-type sample struct {
-	at       time.Time
-	high     uint64 // agents/memory.events high
-	stallUS  uint64 // agents/memory.pressure some total
-	current  uint64 // workload/memory.current
-	agentCur uint64 // agents/memory.current
-	// ok: every reading of the pressure decision (high, stallUS, agentCur) succeeded. A failed
-	// read leaves a zero, which is no reading: a window that began or ended on one made the
-	// stall a difference against 0, or an unsigned wrap-around (a huge "stall", and a kill).
-	ok bool
-}
-
 type goneProc struct {
 	v  Victim
 	at time.Time
@@ -89,7 +77,7 @@ func (t *Tree) agentLeaves() []string {
 // just before it died. Processes that vanished since the last sample are kept for a few
 // seconds: the OOM kill that took them may be reported a moment later.
 func (w *watcher) refresh() {
-	now := time.Now()
+	now := w.clock.Now()
 	next := make(map[int]Victim, len(w.procs))
 	add := func(dir, leaf string) {
 		pids, _ := w.t.procs(dir)
@@ -137,24 +125,23 @@ func (w *watcher) refresh() {
 
 // sample reads memory and pressure, decides on a pressure kill, and removes empty leaves.
 func (w *watcher) sample(ctx context.Context, now time.Time) {
-	var s sample
-	s.at = now
+	s := PressureSample{At: now}
 	okHigh, okStall := false, false
 	if ev, err := w.t.memoryEvents(AgentsDir); err == nil {
-		s.high, okHigh = ev.High, true
+		s.High, okHigh = ev.High, true
 	}
 	if b, err := readFile(w.t.Dir(AgentsDir), "memory.pressure"); err == nil {
 		if some, _, err := ParsePressure(bytes.NewReader(b)); err == nil {
-			s.stallUS, okStall = some.Total, true
+			s.StallUS, okStall = some.Total, true
 		}
 	}
-	s.current, _ = w.t.readUint(WorkloadDir, "memory.current")
+	s.Current, _ = w.t.readUint(WorkloadDir, "memory.current")
 	var errCur error
-	s.agentCur, errCur = w.t.readUint(AgentsDir, "memory.current")
-	s.ok = okHigh && okStall && errCur == nil
+	s.AgentCurrent, errCur = w.t.readUint(AgentsDir, "memory.current")
+	s.OK = okHigh && okStall && errCur == nil
 	w.hist = append(w.hist, s)
 	w.hot = w.nearLimits(s)
-	w.pressureCheck(ctx)
+	w.pressureCheck(ctx, now)
 	w.removeEmptyLeaves(ctx)
 	if !w.hot {
 		w.quiet++
@@ -168,19 +155,13 @@ func (w *watcher) sample(ctx context.Context, now time.Time) {
 // nearLimits: past half of memory.max or within 10% of memory.high, or over high in the last
 // interval. Near a limit every process is sampled at PlaceInterval, so that the one the OOM
 // killer takes can be named with its size at death.
-func (w *watcher) nearLimits(s sample) bool {
+func (w *watcher) nearLimits(s PressureSample) bool {
 	l := w.cfg.Limits
-	if n := len(w.hist); n >= 2 && w.hist[n-1].high > w.hist[n-2].high {
+	if n := len(w.hist); n >= 2 && w.hist[n-1].High > w.hist[n-2].High {
 		return true
 	}
 	near := func(cur uint64, lim Size, share float64) bool {
 		return lim.IsSet() && !lim.IsMax() && float64(cur) >= share*float64(lim.N())
 	}
-	return near(s.agentCur, l.MemoryHigh, 0.9) || near(s.current, l.MemoryMax, 0.5)
-}
-
-func (w *watcher) trimHistory() {
-	if len(w.hist) > 2 {
-		w.hist = w.hist[len(w.hist)-2:]
-	}
+	return near(s.AgentCurrent, l.MemoryHigh, 0.9) || near(s.Current, l.MemoryMax, 0.5)
 }

@@ -45,6 +45,9 @@ type WatchConfig struct {
 	// each placed leaf's, LeafSteps) at every look and writes back any that drifted: the user
 	// owns those files too (guard.go). Nil: not guarded.
 	Plan []Step
+	// Clock runs the watch's tickers and grace periods and stamps its samples; nil is the wall
+	// clock (clock.go).
+	Clock Clock
 }
 
 func (c *WatchConfig) defaults() {
@@ -69,7 +72,8 @@ type watcher struct {
 	oom     uint64           // workload memory.events oom_kill seen so far
 	hot     bool             // near a limit: sample processes at PlaceInterval, not rarely
 	quiet   int              // sample ticks since the last process refresh while not hot
-	hist    []sample
+	hist    []PressureSample
+	clock   Clock
 	kills   map[int]*pendingKill
 	seen    map[int]time.Time // when each process in server/ was first seen there
 	leafOOM map[string]uint64 // each agent leaf's own oom_kill counter at the last look
@@ -86,8 +90,11 @@ type watcher struct {
 }
 
 func newWatcher(t *Tree, cfg WatchConfig) *watcher {
+	if cfg.Clock == nil {
+		cfg.Clock = wallClock{}
+	}
 	return &watcher{
-		t: t, cfg: cfg, out: make(chan Event, 64),
+		t: t, cfg: cfg, clock: cfg.Clock, out: make(chan Event, 64),
 		leaves: map[string]bool{}, procs: map[int]Victim{}, gone: map[int]goneProc{}, kills: map[int]*pendingKill{},
 		leafOOM: map[string]uint64{}, named: map[int]uint64{}, server: map[int]uint64{}, strays: map[int]uint64{},
 		guardErr: map[string]string{},
@@ -116,13 +123,15 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 	if err != nil {
 		return nil, err
 	}
+	// The tickers start here, not in the goroutine: a clock stepped right after Watch returns
+	// must find them.
+	place := w.clock.NewTicker(cfg.PlaceInterval)
+	tick := w.clock.NewTicker(cfg.SampleInterval)
 	go func() {
 		defer close(w.out)
 		defer closeNotify()
 		defer w.closeKills()
-		place := time.NewTicker(cfg.PlaceInterval)
 		defer place.Stop()
-		tick := time.NewTicker(cfg.SampleInterval)
 		defer tick.Stop()
 		w.refresh()
 		for {
@@ -131,7 +140,7 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 				return
 			case <-notify:
 				w.onMemoryEvents(ctx)
-			case <-place.C:
+			case now := <-place.C():
 				w.guardLimits(ctx)
 				w.police(ctx)
 				w.place(ctx)
@@ -139,13 +148,13 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 					// One small read: a balloon grows from nothing to memory.max in about a
 					// second, far faster than the 1 s samples notice.
 					cur, _ := w.t.readUint(WorkloadDir, "memory.current")
-					w.hot = w.nearLimits(sample{current: cur})
+					w.hot = w.nearLimits(PressureSample{Current: cur})
 				}
 				if w.hot {
 					w.refresh()
 				}
-				w.checkKills(ctx)
-			case now := <-tick.C:
+				w.checkKills(ctx, now)
+			case now := <-tick.C():
 				w.sample(ctx, now)
 			}
 		}

@@ -3,8 +3,11 @@
 package cgroup
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -128,5 +131,107 @@ func TestGuardRestoresLimits(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		t.Errorf("events %v, want only %v", got, want)
+	}
+}
+
+// The watch's loop runs on its clock: the pressure window is measured on the ticks' times and
+// the SIGTERM-to-SIGKILL grace on the clock's Now, so a fake clock drives a whole pressure kill
+// with no sleep. The victim is a real process (it ignores SIGTERM) in a leaf of a fake tree.
+func TestWatchPressureKillOnItsClock(t *testing.T) {
+	tree := fakeTree(t)
+	l := defaultLimits(t)
+	victim := exec.Command(os.Args[0])
+	victim.Env = append(os.Environ(), helperEnv+"=stubborn")
+	out, err := victim.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Process.Kill()
+	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { victim.Wait(); close(exited) }()
+	leaf := AgentsDir + "/balloon"
+	if err := os.Mkdir(tree.Dir(leaf), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(file, content string) {
+		t.Helper()
+		// Whole files by rename: the loop may read one while it is replaced.
+		tmp := tree.Dir(file) + ".new"
+		if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, tree.Dir(file)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(leaf+"/cgroup.procs", fmt.Sprintf("%d\n", victim.Process.Pid))
+	write(ServerDir+"/cgroup.procs", "")
+
+	clk := newFakeClock(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const place = 100 * time.Millisecond
+	events, err := tree.Watch(ctx, WatchConfig{Limits: l, PressureWindow: 10 * time.Second, PressureStall: 0.25,
+		KillGrace: 5 * time.Second, PlaceInterval: place, SampleInterval: time.Second, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kills := make(chan PressureKill, 1)
+	go func() {
+		for e := range events {
+			if k, ok := e.(PressureKill); ok {
+				kills <- k
+			}
+		}
+	}()
+	// Each second's sample reads: over memory.high, the high counter moving, 60% stalled. The
+	// place tick after each sample returns only once the loop is done with it.
+	high := l.MemoryHigh.N()
+	for s := 0; s <= 10; s++ {
+		write(AgentsDir+"/memory.events", fmt.Sprintf("low 0\nhigh %d\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n", 10+s))
+		write(AgentsDir+"/memory.pressure", fmt.Sprintf("some avg10=60.00 avg60=60.00 avg300=60.00 total=%d\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n", 100_000_000+s*600_000))
+		write(AgentsDir+"/memory.current", fmt.Sprintf("%d\n", high+1))
+		if s == 0 {
+			clk.Advance(time.Second)
+		} else {
+			clk.Advance(time.Second - place)
+		}
+		clk.Advance(place)
+		select {
+		case k := <-kills:
+			t.Fatalf("killed after %d s of pressure, before a whole window: %+v", s, k)
+		case <-exited:
+			t.Fatalf("the victim ended after %d s of pressure, before a whole window", s)
+		default:
+		}
+	}
+	// The window is whole: SIGTERM went out, which it ignores. Just before the grace ends, it
+	// still runs; just after, SIGKILL.
+	clk.Advance(5*time.Second - 2*place)
+	select {
+	case <-exited:
+		t.Fatal("SIGKILL before the grace period ended")
+	default:
+	}
+	clk.Advance(2 * place)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second): // a bound for a broken test
+		t.Fatal("no SIGKILL after the grace period")
+	}
+	clk.Advance(place) // the look that sees it gone
+	select {
+	case k := <-kills:
+		if k.Signal != "SIGKILL" || k.Victim.PID != victim.Process.Pid || k.Window != 10*time.Second || k.Stall < 0.59 || k.Stall > 0.61 {
+			t.Errorf("event %+v, want pid %d ended by SIGKILL at 60%% stall over 10s", k, victim.Process.Pid)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no PressureKill event")
 	}
 }
