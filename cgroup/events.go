@@ -101,3 +101,30 @@ type Victim struct {
 	Leaf    string `json:"leaf"`
 	start   uint64
 }
+
+// Kill is what every kill event says alike, for a log of kills: its readers take it from
+// KillEvent instead of switching on each kind.
+type Kill struct {
+	Kind   string // as the supervisor's journal names the event: oom_kill, pressure_kill, stray_killed
+	Kernel bool   // the kernel's OOM killer did it; else the supervisor
+	Signal string // the signal that ended the victim
+	Victim Victim
+}
+
+// KillEvent is an event that reports a killed process: OOMKill, PressureKill, StrayKilled.
+type KillEvent interface {
+	Event
+	Kill() Kill
+}
+
+func (e OOMKill) Kill() Kill {
+	return Kill{Kind: "oom_kill", Kernel: true, Signal: "SIGKILL", Victim: e.Victim}
+}
+
+func (e PressureKill) Kill() Kill {
+	return Kill{Kind: "pressure_kill", Signal: e.Signal, Victim: e.Victim}
+}
+
+func (e StrayKilled) Kill() Kill {
+	return Kill{Kind: "stray_killed", Signal: "SIGKILL", Victim: e.Victim}
+}

@@ -170,20 +170,18 @@ func (h *healthState) record(ev *events, err error) (giveUp bool) {
 
 // noteEvent remembers the kills, for STATUS= and for `t3-supervise status`.
 func (h *healthState) noteEvent(e cgroup.Event) {
-	var k cgroup.KillRecord
-	switch e := e.(type) {
-	case cgroup.OOMKill:
-		k = cgroup.KillRecord{Time: time.Now(), Killer: "kernel", Signal: "SIGKILL", Victim: e.Victim}
-		h.lastKill = fmt.Sprintf("oom_kill %s (pid %d) at %s", e.Victim.Comm, e.Victim.PID, k.Time.Format("15:04:05"))
-	case cgroup.PressureKill:
-		k = cgroup.KillRecord{Time: time.Now(), Killer: identifier, Signal: e.Signal, Victim: e.Victim}
-		h.lastKill = fmt.Sprintf("pressure_kill %s (pid %d) at %s", e.Victim.Comm, e.Victim.PID, k.Time.Format("15:04:05"))
-		h.saveState(func(s *supervisorState) { s.PressureKills++ })
-	case cgroup.StrayKilled:
-		k = cgroup.KillRecord{Time: time.Now(), Killer: identifier, Signal: "SIGKILL", Victim: e.Victim}
-		h.lastKill = fmt.Sprintf("stray_killed %s (pid %d) at %s", e.Victim.Comm, e.Victim.PID, k.Time.Format("15:04:05"))
-	default:
+	ke, ok := e.(cgroup.KillEvent)
+	if !ok {
 		return
+	}
+	kill := ke.Kill()
+	k := cgroup.KillRecord{Time: time.Now(), Killer: identifier, Signal: kill.Signal, Victim: kill.Victim}
+	if kill.Kernel {
+		k.Killer = "kernel"
+	}
+	h.lastKill = fmt.Sprintf("%s %s (pid %d) at %s", kill.Kind, k.Victim.Comm, k.Victim.PID, k.Time.Format("15:04:05"))
+	if _, ok := e.(cgroup.PressureKill); ok {
+		h.saveState(func(s *supervisorState) { s.PressureKills++ })
 	}
 	_ = h.kills.Append(k)
 	h.notifier.Status(h.status())
