@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"time"
+
+	"t3-supervise/internal/procstat"
 )
 
 // AgentCPU reads the cumulative CPU time of every agent leaf (cpu.stat usage_usec), in the order
@@ -40,10 +41,6 @@ func (t *Tree) cpuStat(dir string) (CPUStat, error) {
 	return st, nil
 }
 
-// userHZ is the unit of the times in /proc/PID/stat: USER_HZ, 100 on every Linux architecture
-// the supervisor is built for (sysconf(_SC_CLK_TCK); proc(5)).
-const userHZ = 100
-
 // ProcessTreeCPU is AgentCPU without a cgroup (--no-cgroup): one "leaf" per child of the server
 // (named as its leaf would be, LeafName), holding the CPU time of that child and every live
 // descendant, each with the time of the children it reaped (utime+stime+cutime+cstime, proc(5)).
@@ -66,19 +63,15 @@ func ProcessTreeCPU(serverPID int) ([]LeafCPU, error) {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		st, err := procstat.Read(pid)
 		if err != nil {
 			continue // exited meanwhile
 		}
-		st, err := parseProcStat(b)
-		if err != nil {
-			continue
+		var ticks uint64
+		for _, n := range []int64{int64(st.UTime), int64(st.STime), st.CUTime, st.CSTime} {
+			ticks += uint64(max(n, 0))
 		}
-		ticks, err := parseProcTicks(b)
-		if err != nil {
-			continue
-		}
-		procs[pid] = proc{st.PPID, st.Start, ticks}
+		procs[pid] = proc{st.PPID, st.StartTime, ticks}
 		kids[st.PPID] = append(kids[st.PPID], pid)
 	}
 	var out []LeafCPU
@@ -91,30 +84,7 @@ func ProcessTreeCPU(serverPID int) ([]LeafCPU, error) {
 			sum += procs[pid].ticks
 			queue = append(queue, kids[pid]...)
 		}
-		out = append(out, LeafCPU{Leaf: fmt.Sprintf("%d-%d", root, procs[root].start), Usage: time.Duration(sum) * time.Second / userHZ})
+		out = append(out, LeafCPU{Leaf: fmt.Sprintf("%d-%d", root, procs[root].start), Usage: time.Duration(sum) * time.Second / procstat.UserHZ})
 	}
 	return out, nil
-}
-
-// parseProcTicks sums utime, stime, cutime and cstime (fields 14-17 of /proc/PID/stat).
-func parseProcTicks(b []byte) (uint64, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return 0, fmt.Errorf("malformed stat %q", b)
-	}
-	f := strings.Fields(string(b[i+2:]))
-	if len(f) < 15 {
-		return 0, fmt.Errorf("malformed stat %q", b)
-	}
-	var sum uint64
-	for _, s := range f[11:15] {
-		n, err := strconv.ParseInt(s, 10, 64) // cutime and cstime are signed (long) in proc(5)
-		if err != nil {
-			return 0, fmt.Errorf("stat times %q: %w", s, err)
-		}
-		if n > 0 {
-			sum += uint64(n)
-		}
-	}
-	return sum, nil
 }

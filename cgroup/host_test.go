@@ -24,6 +24,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"t3-supervise/internal/testenv"
+
+	"t3-supervise/internal/procstat"
 )
 
 // The plumbing of the subtree — clone into a cgroup, the shim's self-placement, the watch's
@@ -313,7 +315,7 @@ func TestWatchMovesServerChildrenAndKillAllTakesEverything(t *testing.T) {
 	}
 	server.Wait()
 	for _, pid := range kids {
-		if st, err := readProcStat(pid); err == nil && st.State != 'Z' {
+		if st, err := procstat.Read(pid); err == nil && st.State != 'Z' {
 			t.Errorf("pid %d survived cgroup.kill (state %c)", pid, st.State)
 		}
 	}
@@ -430,7 +432,7 @@ func TestWatchKeepsTheServerBehindAWrapper(t *testing.T) {
 			kids = append(kids, n)
 		}
 	}
-	if st, _ := readProcStat(server); st.PPID != sh.Process.Pid {
+	if st, _ := procstat.Read(server); st.PPID != sh.Process.Pid {
 		t.Fatalf("the server %d is not the shell's child (ppid %d): the wrapper exec'd", server, st.PPID)
 	}
 	clk := newFakeClock(t)
@@ -518,7 +520,7 @@ func TestPoliceKillsEscapees(t *testing.T) {
 			t.Errorf("escapee %d in %s still alive 5 s after the police", cmd.Process.Pid, where[i])
 		}
 	}
-	if st, err := readProcStat(self.Process.Pid); err != nil || st.State == 'Z' {
+	if st, err := procstat.Read(self.Process.Pid); err != nil || st.State == 'Z' {
 		t.Errorf("the supervisor was killed: %v", err)
 	}
 	killed := map[string]int{}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"t3-supervise/internal/procstat"
 )
 
 // The pressure kill: the signals, through pidfds, and their escalation.
@@ -53,7 +55,7 @@ func (w *watcher) pressureCheck(ctx context.Context, now time.Time) {
 		return // gone already
 	}
 	// The pidfd pins the process; check it is still the one sampled (pid reuse) before signalling.
-	if st, err := readProcStat(victim.PID); err != nil || st.Start != victim.start {
+	if st, err := procstat.Read(victim.PID); err != nil || st.StartTime != victim.start {
 		unix.Close(fd)
 		return
 	}
@@ -70,8 +72,8 @@ func (w *watcher) pressureCheck(ctx context.Context, now time.Time) {
 func (w *watcher) candidates() []Candidate {
 	cands := make([]Candidate, 0, len(w.procs))
 	for pid, v := range w.procs {
-		st, err := readProcStat(pid)
-		dying := err == nil && st.Start == v.start && (st.dying() || sigkillPending(pid))
+		st, err := procstat.Read(pid)
+		dying := err == nil && st.StartTime == v.start && (st.Dying() || sigkillPending(pid))
 		cands = append(cands, Candidate{Victim: v, Dying: dying})
 	}
 	return cands

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"t3-supervise/internal/procstat"
 )
 
 // The kernel's OOM kills: noticing them (inotify on memory.events) and naming their victims.
@@ -92,8 +94,8 @@ func (w *watcher) findVictims(n int) []Victim {
 		if w.wasNamed(v) {
 			continue
 		}
-		st, err := readProcStat(pid)
-		if err != nil || st.Start != v.start || st.dying() || sigkillPending(pid) {
+		st, err := procstat.Read(pid)
+		if err != nil || st.StartTime != v.start || st.Dying() || sigkillPending(pid) {
 			cands = append(cands, v)
 		}
 	}
@@ -104,7 +106,7 @@ func (w *watcher) findVictims(n int) []Victim {
 			if _, known := w.procs[pid]; known {
 				continue
 			}
-			if st, err := readProcStat(pid); err != nil || !st.dying() && !sigkillPending(pid) {
+			if st, err := procstat.Read(pid); err != nil || !st.Dying() && !sigkillPending(pid) {
 				continue
 			}
 			if _, dead := w.named[pid]; dead {
@@ -127,7 +129,7 @@ func (w *watcher) findVictims(n int) []Victim {
 	}
 	// Forget victims that are gone for good (their pid may be reused).
 	for pid, start := range w.named {
-		if st, err := readProcStat(pid); err != nil || st.Start != start {
+		if st, err := procstat.Read(pid); err != nil || st.StartTime != start {
 			delete(w.named, pid)
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"t3-supervise/internal/procstat"
 )
 
 // Placement: every process in server/ but the server goes into an agent leaf of its own.
@@ -133,7 +135,7 @@ func (w *watcher) place(ctx context.Context) {
 func (w *watcher) rootBelowServer(pid int) int {
 	cur := pid
 	for i := 0; i < 64; i++ {
-		st, err := readProcStat(cur)
+		st, err := procstat.Read(cur)
 		if err != nil || st.PPID <= 1 {
 			return pid
 		}

@@ -11,6 +11,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"t3-supervise/internal/procstat"
 )
 
 // Escapes from the workload.
@@ -69,7 +71,7 @@ func (t *Tree) expected(pid int) bool {
 	if e == nil {
 		return false
 	}
-	if st, err := readProcStat(pid); err != nil || st.PPID != e.ppid {
+	if st, err := procstat.Read(pid); err != nil || st.PPID != e.ppid {
 		return false
 	}
 	var st unix.Stat_t
@@ -155,7 +157,7 @@ func (w *watcher) killStray(ctx context.Context, pid int, dir string) {
 	}
 	defer unix.Close(fd)
 	// The pidfd pins the process: check it is the one described (pid reuse) before the kill.
-	if st, err := readProcStat(pid); err != nil || st.Start != v.start {
+	if st, err := procstat.Read(pid); err != nil || st.StartTime != v.start {
 		return
 	}
 	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil {

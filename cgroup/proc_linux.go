@@ -4,76 +4,24 @@ package cgroup
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 
 	"github.com/shirou/gopsutil/v4/process"
+	"t3-supervise/internal/procstat"
 )
-
-// procStat is what the supervisor needs from /proc/PID/stat in one read.
-type procStat struct {
-	PPID  int
-	State byte   // R, S, D, Z, ...
-	Flags uint64 // the kernel's PF_* flags of the task
-	Start uint64 // start time in clock ticks after boot: with the pid, a process's identity
-}
-
-// pfExiting is PF_EXITING (include/linux/sched.h): set when the task enters do_exit.
-const pfExiting = 0x4
-
-// dying: the process has begun to exit. An OOM victim spends a while there, freeing its memory,
-// between taking its SIGKILL (no longer pending) and becoming a zombie; a large one under load
-// for long enough that the watch reads its counter in that window.
-func (s procStat) dying() bool { return s.State == 'Z' || s.State == 'X' || s.Flags&pfExiting != 0 }
-
-// readProcStat parses /proc/PID/stat (proc(5)). comm, field 2, may contain spaces and ')', so
-// the fields are counted from the last ')'.
-func readProcStat(pid int) (procStat, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return procStat{}, err
-	}
-	return parseProcStat(b)
-}
-
-func parseProcStat(b []byte) (procStat, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return procStat{}, fmt.Errorf("malformed stat %q", b)
-	}
-	f := strings.Fields(string(b[i+2:]))
-	// After comm: state(3) ppid(4) ... flags(9) ... starttime(22), i.e. f[0]=state, f[1]=ppid,
-	// f[6]=flags, f[19]=starttime.
-	if len(f) < 20 || len(f[0]) != 1 {
-		return procStat{}, fmt.Errorf("malformed stat %q", b)
-	}
-	ppid, err := strconv.Atoi(f[1])
-	if err != nil {
-		return procStat{}, fmt.Errorf("stat ppid %q: %w", f[1], err)
-	}
-	flags, err := strconv.ParseUint(f[6], 10, 64)
-	if err != nil {
-		return procStat{}, fmt.Errorf("stat flags %q: %w", f[6], err)
-	}
-	start, err := strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return procStat{}, fmt.Errorf("stat starttime %q: %w", f[19], err)
-	}
-	return procStat{PPID: ppid, State: f[0][0], Flags: flags, Start: start}, nil
-}
 
 // LeafName names the agent leaf of the process tree rooted at pid: "<pid>-<starttime>", unique
 // across pid reuse, and the same whether the shim (in that process) or the supervisor's watch
 // (from outside) computes it, so the two never put one agent in two leaves.
 func LeafName(pid int) (string, error) {
-	st, err := readProcStat(pid)
+	st, err := procstat.Read(pid)
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%d-%d", pid, st.Start), nil
+	return fmt.Sprintf("%d-%d", pid, st.StartTime), nil
 }
 
 // sigkillPending reports whether a SIGKILL is queued for pid: the OOM killer's victim carries
@@ -107,11 +55,11 @@ func sigkillPending(pid int) bool {
 // until the kill. A process that dies meanwhile keeps what was read: seen once under VM soak, a
 // balloon whose first look ended that way was never named.
 func describe(pid int) (v Victim, ok bool) {
-	st, err := readProcStat(pid)
+	st, err := procstat.Read(pid)
 	if err != nil {
 		return v, false
 	}
-	v.PID, v.start = pid, st.Start
+	v.PID, v.start = pid, st.StartTime
 	v.Comm, v.RSS = comm(pid, ""), rss(pid)
 	if p, err := process.NewProcess(int32(pid)); err == nil {
 		v.Cmdline, _ = p.Cmdline()

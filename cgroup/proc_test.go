@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"t3-supervise/internal/procstat"
 )
 
 func TestRSSMatchesVmRSS(t *testing.T) {
@@ -27,40 +29,12 @@ func TestRSSMatchesVmRSS(t *testing.T) {
 	}
 }
 
-func TestParseProcStat(t *testing.T) {
-	// comm may hold spaces and parentheses; the fields count from the last ')'.
-	st, err := parseProcStat([]byte("4242 (my (weird) comm) S 4200 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.PPID != 4200 || st.State != 'S' || st.Flags != 4194560 || st.Start != 987654 || st.dying() {
-		t.Errorf("%+v", st)
-	}
-	// PF_EXITING (0x4) in flags: an OOM victim freeing its memory, not yet a zombie.
-	st, err = parseProcStat([]byte("4242 (rg) R 4200 4242 4242 0 -1 4194564 100 0 0 0 1 2 0 0 20 0 1 0 987654 0 0 18446744073709551615\n"))
-	if err != nil || !st.dying() {
-		t.Errorf("exiting: %+v %v", st, err)
-	}
-	if st, _ := parseProcStat([]byte("4242 (rg) Z 4200 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 0 0 18446744073709551615\n")); !st.dying() {
-		t.Errorf("zombie: %+v", st)
-	}
-	if _, err := parseProcStat([]byte("1 (x) S 0")); err == nil {
-		t.Error("short stat accepted")
-	}
-}
-
-func FuzzParseProcStat(f *testing.F) {
-	f.Add([]byte("4242 (my (weird) comm) S 4200 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10\n"))
-	f.Add([]byte("1 (x) S 0"))
-	f.Fuzz(func(t *testing.T, b []byte) { _, _ = parseProcStat(b) })
-}
-
 // describe names a live process by its identity, comm, command line and RSS, and refuses a pid
 // that is gone: the watch keeps only processes it could tell apart from a later pid reuse.
 func TestDescribe(t *testing.T) {
 	v, ok := describe(os.Getpid())
-	st, err := readProcStat(os.Getpid())
-	if !ok || err != nil || v.PID != os.Getpid() || v.start != st.Start {
+	st, err := procstat.Read(os.Getpid())
+	if !ok || err != nil || v.PID != os.Getpid() || v.start != st.StartTime {
 		t.Fatalf("self: %+v %v %v", v, ok, err)
 	}
 	want, _ := os.ReadFile("/proc/self/comm")

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"t3-supervise/internal/procstat"
 )
 
 // Sampling: the cgroup files the watch reads, and every workload process, so that a victim can
@@ -83,7 +85,7 @@ func (w *watcher) refresh() {
 		pids, _ := w.t.procs(dir)
 		for _, pid := range pids {
 			if start, dead := w.named[pid]; dead {
-				if st, err := readProcStat(pid); err == nil && st.Start == start {
+				if st, err := procstat.Read(pid); err == nil && st.StartTime == start {
 					continue // the victim, still dying
 				}
 				delete(w.named, pid) // a new process with a reused pid

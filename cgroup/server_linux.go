@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"t3-supervise/internal/procstat"
 )
 
 // Which process in server/ is the server.
@@ -42,7 +44,7 @@ func (w *watcher) resolveServer(ctx context.Context, pids []int) {
 		return
 	}
 	for pid, start := range w.server {
-		if st, err := readProcStat(pid); err != nil || st.Start != start {
+		if st, err := procstat.Read(pid); err != nil || st.StartTime != start {
 			delete(w.server, pid)
 			w.serverKnown = false
 		}
@@ -71,12 +73,12 @@ func (w *watcher) resolveServer(ctx context.Context, pids []int) {
 		// The listener and its ancestors in server/ up to the direct child (at most 64 levels;
 		// a listener re-parented out of the chain keeps only itself).
 		for cur, i := l, 0; cur > 1 && i < 64; i++ {
-			st, err := readProcStat(cur)
+			st, err := procstat.Read(cur)
 			if err != nil {
 				break
 			}
 			if slices.Contains(pids, cur) {
-				w.server[cur] = st.Start
+				w.server[cur] = st.StartTime
 			}
 			if cur == w.cfg.ServerPID {
 				break

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"t3-supervise/internal/procstat"
 )
 
 // Status is a snapshot of a running supervisor's subtree, read from cgroupfs and /proc alone:
@@ -145,7 +147,7 @@ func procInfo(pid int) *ProcInfo {
 		return nil
 	}
 	p := &ProcInfo{PID: pid, Comm: v.Comm, Cmdline: v.Cmdline, RSS: v.RSS}
-	if st, err := readProcStat(pid); err == nil {
+	if st, err := procstat.Read(pid); err == nil {
 		p.State = string(st.State)
 	}
 	return p

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"t3-supervise/internal/procstat"
 )
 
 // The test binary re-executes itself as the fake `t3` (os/exec's own tests do the same): the
@@ -151,14 +153,8 @@ func readLine(t *testing.T, r *bufio.Reader) string {
 }
 
 func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// State is the field after the parenthesised comm.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && len(s) > i+2 && s[i+2] != 'Z'
+	st, err := procstat.Read(pid)
+	return err == nil && st.State != 'Z'
 }
 
 func waitGone(t *testing.T, pid int) {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"t3-supervise/internal/procstat"
 )
 
 func TestBuildEnv(t *testing.T) {
@@ -245,14 +247,11 @@ func TestSubreaperCatchesSetsidOrphans(t *testing.T) {
 }
 
 func parentOf(t *testing.T, pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	st, err := procstat.Read(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid
+	return st.PPID
 }
 
 func TestSignalForwarding(t *testing.T) {

@@ -25,11 +25,11 @@ import (
 	"syscall"
 	"time"
 
-	"t3-supervise/bench/internal/benchutil"
-)
+	"github.com/shirou/gopsutil/v4/process"
 
-// clkTck is USER_HZ, the unit of utime and stime in /proc/PID/stat (proc(5)); 100 on Linux.
-const clkTck = 100
+	"t3-supervise/bench/internal/benchutil"
+	"t3-supervise/internal/procstat"
+)
 
 func main() {
 	idle := flag.Duration("idle", 60*time.Second, "how long to measure, after a 5 s warm-up")
@@ -91,14 +91,14 @@ func main() {
 		}
 		time.Sleep(5 * time.Second)
 		r := result{name: v}
-		t0, cpu0 := time.Now(), cpuTicks(c.Process.Pid)
+		t0, cpu0 := time.Now(), cpuTime(c.Process.Pid)
 		r.rssStart = rss(c.Process.Pid)
 		for time.Since(t0) < *idle {
 			time.Sleep(time.Second)
 			r.rssMax = max(r.rssMax, rss(c.Process.Pid))
 		}
 		r.rssEnd = rss(c.Process.Pid)
-		r.cpu = float64(cpuTicks(c.Process.Pid)-cpu0) / clkTck / time.Since(t0).Seconds()
+		r.cpu = (cpuTime(c.Process.Pid) - cpu0) / time.Since(t0).Seconds()
 		agents := strings.Count(out.String(), "claude-standin: pid=")
 		killSession(c.Process.Pid)
 		c.Wait()
@@ -138,14 +138,17 @@ func rss(pid int) uint64 {
 	return 0
 }
 
-// cpuTicks is utime+stime of pid (its own threads, not its children).
-func cpuTicks(pid int) uint64 {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	u, _ := strconv.ParseUint(f[11], 10, 64)
-	st, _ := strconv.ParseUint(f[12], 10, 64)
-	return u + st
+// cpuTime is utime+stime of pid in seconds (its own threads, not its children).
+func cpuTime(pid int) float64 {
+	p, err := process.NewProcess(int32(pid))
+	if err != nil {
+		return 0
+	}
+	t, err := p.Times()
+	if err != nil {
+		return 0
+	}
+	return t.User + t.System
 }
 
 func freePort() string {
@@ -172,16 +175,10 @@ func waitListening(port string, limit time.Duration) bool {
 // killSession SIGKILLs every process of session sid (proc(5), /proc/PID/stat field 6).
 func killSession(sid int) {
 	for i := 0; i < 3; i++ {
-		dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
+		dirs, _ := filepath.Glob("/proc/[0-9]*")
 		for _, d := range dirs {
-			b, err := os.ReadFile(d)
-			if err != nil {
-				continue
-			}
-			s := string(b)
-			f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-			if len(f) > 3 && f[3] == strconv.Itoa(sid) {
-				pid, _ := strconv.Atoi(strings.Fields(s)[0])
+			pid, _ := strconv.Atoi(filepath.Base(d))
+			if st, err := procstat.Read(pid); err == nil && st.Session == sid {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}

@@ -23,6 +23,7 @@ import (
 
 	"t3-supervise/cgroup"
 	"t3-supervise/internal/claudetest"
+	"t3-supervise/internal/procstat"
 	"t3-supervise/internal/testenv"
 	"t3-supervise/internal/vaulttest"
 	"t3-supervise/supervise"
@@ -176,13 +177,11 @@ func (pl *placement) stop(pids ...int) {
 
 func ppidOf(t *testing.T, pid int) int {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := procstat.Read(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	n, _ := strconv.Atoi(f[1])
-	return n
+	return st.PPID
 }
 
 func comm(pid int) string {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"t3-supervise/internal/claudetest"
+	"t3-supervise/internal/procstat"
 )
 
 // The end-to-end tests build the real binary once and run it against a fake `t3`: this test
@@ -431,10 +432,6 @@ func envOf(r fakeReport) map[string]string {
 }
 
 func processAlive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i > 0 && len(b) > i+2 && b[i+2] != 'Z'
+	st, err := procstat.Read(pid)
+	return err == nil && st.State != 'Z'
 }

@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"t3-supervise/internal/procstat"
 )
 
 // testToken is a fake credential; the stand-in must show its fingerprint, never its value.
@@ -265,7 +267,7 @@ func reapOrphans(skip int) {
 		if err != nil || pid == skip {
 			continue
 		}
-		if st, err := readStat(pid); err == nil && st.PPID == os.Getpid() && st.State == 'Z' {
+		if st, err := procstat.Read(pid); err == nil && st.PPID == os.Getpid() && st.State == 'Z' {
 			var ws unix.WaitStatus
 			_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
 		}
@@ -357,13 +359,13 @@ func argv0(pid int) string {
 
 // running reports whether pid exists and is not a zombie.
 func running(pid int) bool {
-	st, err := readStat(pid)
+	st, err := procstat.Read(pid)
 	return err == nil && st.State != 'Z' && st.State != 'X'
 }
 
-func mustStat(t *testing.T, pid int) procStat {
+func mustStat(t *testing.T, pid int) procstat.Stat {
 	t.Helper()
-	st, err := readStat(pid)
+	st, err := procstat.Read(pid)
 	if err != nil {
 		t.Fatalf("pid %d: %v", pid, err)
 	}
@@ -496,8 +498,8 @@ func TestServeEndToEnd(t *testing.T) {
 	// A setsid'd grandchild outlives its agent.
 	var sleeper struct{ PID, Agent int }
 	s.api("POST", "/_standin/spawn-setsid?agent=1", &sleeper)
-	if st := mustStat(t, sleeper.PID); st.SID != sleeper.PID || st.PPID != a1.PID {
-		t.Errorf("sleeper: sid %d ppid %d; want its own session, child of agent 1 (pid %d)", st.SID, st.PPID, a1.PID)
+	if st := mustStat(t, sleeper.PID); st.Session != sleeper.PID || st.PPID != a1.PID {
+		t.Errorf("sleeper: sid %d ppid %d; want its own session, child of agent 1 (pid %d)", st.Session, st.PPID, a1.PID)
 	}
 	if err := unix.Kill(a1.PID, unix.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"t3-supervise/internal/procstat"
 )
 
 // maxComm is the longest process name the kernel keeps (TASK_COMM_LEN 16, with the NUL).
@@ -53,53 +55,6 @@ func setComm(name string) error {
 	return nil
 }
 
-// procStat is what the stand-in needs of /proc/PID/stat (proc(5)).
-type procStat struct {
-	Comm      string
-	State     byte
-	PPID      int
-	PGID      int
-	SID       int
-	StartTime uint64 // clock ticks after boot: with the pid, names one process for good
-}
-
-// parseStat reads the contents of /proc/PID/stat. comm is in parentheses and may itself contain
-// blanks and parentheses, so the fields are counted from the last ')'.
-func parseStat(s string) (procStat, error) {
-	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || end < open {
-		return procStat{}, fmt.Errorf("stat %q: no (comm)", s)
-	}
-	f := strings.Fields(s[end+1:])
-	if len(f) < 20 || len(f[0]) != 1 {
-		return procStat{}, fmt.Errorf("stat %q: %d fields after comm, want 20 or more", s, len(f))
-	}
-	st := procStat{Comm: s[open+1 : end], State: f[0][0]}
-	var err error
-	if st.PPID, err = strconv.Atoi(f[1]); err != nil {
-		return st, fmt.Errorf("stat ppid %q: %w", f[1], err)
-	}
-	if st.PGID, err = strconv.Atoi(f[2]); err != nil {
-		return st, fmt.Errorf("stat pgrp %q: %w", f[2], err)
-	}
-	if st.SID, err = strconv.Atoi(f[3]); err != nil {
-		return st, fmt.Errorf("stat session %q: %w", f[3], err)
-	}
-	if st.StartTime, err = strconv.ParseUint(f[19], 10, 64); err != nil {
-		return st, fmt.Errorf("stat starttime %q: %w", f[19], err)
-	}
-	return st, nil
-}
-
-// readStat reads /proc/PID/stat.
-func readStat(pid int) (procStat, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return procStat{}, err
-	}
-	return parseStat(string(b))
-}
-
 // procRef names one process for good: a pid alone may be reused after the process is reaped.
 type procRef struct {
 	PID   int
@@ -109,7 +64,7 @@ type procRef struct {
 // refOf records pid's start time; a process that is already gone gets start 0 and counts as
 // dead from then on.
 func refOf(pid int) procRef {
-	st, err := readStat(pid)
+	st, err := procstat.Read(pid)
 	if err != nil {
 		return procRef{PID: pid}
 	}
@@ -119,7 +74,7 @@ func refOf(pid int) procRef {
 // alive reports whether the process still runs: it exists, is not a zombie, and is the same
 // process (same start time) that was recorded.
 func (r procRef) alive() bool {
-	st, err := readStat(r.PID)
+	st, err := procstat.Read(r.PID)
 	return err == nil && r.Start != 0 && st.StartTime == r.Start && st.State != 'Z' && st.State != 'X'
 }
 

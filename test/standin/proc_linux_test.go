@@ -4,25 +4,14 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"t3-supervise/internal/procstat"
 )
 
-func TestParseStat(t *testing.T) {
-	// A comm with blanks and parentheses, as a process may name itself.
-	const stat = "4242 (rg (x) y) S 4200 4100 4242 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 3 0 987654 1000000 300 " +
-		"18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n"
-	got, err := parseStat(stat)
-	want := procStat{Comm: "rg (x) y", State: 'S', PPID: 4200, PGID: 4100, SID: 4242, StartTime: 987654}
-	if err != nil || got != want {
-		t.Errorf("parseStat = %+v, %v; want %+v", got, err, want)
-	}
-	for _, bad := range []string{"", "1 rg S 1", "1 (rg) S 1 2 3", "1 (rg) S x 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5"} {
-		if _, err := parseStat(bad); err == nil {
-			t.Errorf("parseStat(%q) accepted", bad)
-		}
-	}
-	self, err := readStat(os.Getpid())
-	if err != nil || self.PPID != os.Getppid() || self.StartTime == 0 {
-		t.Errorf("readStat(self) = %+v, %v", self, err)
+func TestProcRef(t *testing.T) {
+	self, err := procstat.Read(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
 	}
 	if !refOf(os.Getpid()).alive() {
 		t.Error("this process is not alive")

@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"t3-supervise/internal/procstat"
 )
 
 // runTool is the balloon: a tool (an `rg` spawned by an agent) that grows to --limit bytes of
@@ -47,7 +49,7 @@ func runTool(name string, args []string) int {
 
 func balloonTool(log io.Writer, rate, limit int64) int {
 	me := fmt.Sprintf("tool-standin: pid=%d", os.Getpid())
-	st, _ := readStat(os.Getpid())
+	st, _ := procstat.Read(os.Getpid())
 	fmt.Fprintf(log, "%s ppid=%d comm=%s rate=%s/s limit=%s\n", me, os.Getppid(), st.Comm, formatSize(rate), formatSize(limit))
 	var mem anonMemory
 	total, err := inflate(context.Background(), rate, limit, balloonTick, mem.grow)
