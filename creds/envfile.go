@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"t3-supervise/internal/atomicfile"
 )
 
 // EnvVar is the variable the env file sets, and the one Claude Code reads.
@@ -18,9 +20,6 @@ const EnvVar = "CLAUDE_CODE_OAUTH_TOKEN"
 
 // maxEnvFile bounds what is read: the file is one line.
 const maxEnvFile = 4096
-
-// rename is os.Rename; tests make it fail, to prove no temporary file remains.
-var rename = os.Rename
 
 // ReadEnvFile reads the materialized token, written by WriteEnvFile (or by the old
 // claude-auth-sync script): one line CLAUDE_CODE_OAUTH_TOKEN=TOKEN, in the syntax both systemd's
@@ -84,7 +83,7 @@ func parseEnvFile(b []byte) (Secret, error) {
 // file see no change.
 //
 // Otherwise it does what PlanWrite says (the dry run prints that): missing directories are
-// created 0700; a temporary file is created in the directory with mode 0600 from the start
+// created 0700; then, through internal/atomicfile, a temporary file is created in the directory with mode 0600 from the start
 // (O_EXCL; never a wider mode then a chmod), written, fsynced, renamed over path (rename(2) is
 // atomic), and the directory fsynced, so that a crash at any point leaves the old complete file
 // or the new one. On an error the temporary file is removed: no partial file remains. What
@@ -106,53 +105,22 @@ func WriteEnvFile(path string, s Secret) (changed bool, err error) {
 	if old, err := ReadEnvFile(path); err == nil && old.Equal(s) {
 		return false, nil
 	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*") // O_EXCL, mode 0600
+	err = atomicfile.Write(path, []byte(EnvVar+"="+s.Reveal()+"\n"), 0o600)
+	var nd *atomicfile.NotDurableError
+	if err != nil && !errors.As(err, &nd) {
+		return false, fmt.Errorf("env file %s: %w", path, err)
+	}
+	atomicfile.RemoveStaleTemps(path, staleTempAge)
 	if err != nil {
-		return false, fmt.Errorf("env file %s: %w", path, err)
-	}
-	renamed := false
-	defer func() {
-		if !renamed {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.WriteString(EnvVar + "=" + s.Reveal() + "\n"); err != nil {
-		return false, fmt.Errorf("env file %s: writing %s: %w", path, tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return false, fmt.Errorf("env file %s: fsync %s: %w", path, tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return false, fmt.Errorf("env file %s: closing %s: %w", path, tmp.Name(), err)
-	}
-	if err := rename(tmp.Name(), path); err != nil {
-		return false, fmt.Errorf("env file %s: %w", path, err)
-	}
-	renamed = true
-	removeStaleTemps(dir, filepath.Base(path))
-	if err := syncDir(dir); err != nil {
 		// The new file is in place; only its durability across a crash is in doubt.
-		return true, fmt.Errorf("env file %s: fsync of directory %s: %w", path, dir, err)
+		return true, fmt.Errorf("env file %s: %w", path, err)
 	}
 	return true, nil
 }
 
-// staleTempAge is how old a temporary file must be before a writer takes it for a dead writer's.
+// staleTempAge is how old a temporary file must be before a writer takes it for a dead writer's:
+// they hold a token (mode 0600 from creation), but still litter.
 const staleTempAge = 10 * time.Second
-
-// removeStaleTemps removes the temporary files a writer killed mid-write left behind (SIGKILL
-// skips the deferred removal). They hold a token: mode 0600 from creation, but still litter.
-// Only files older than staleTempAge are taken, so a concurrent writer's are left alone.
-func removeStaleTemps(dir, base string) {
-	matches, _ := filepath.Glob(filepath.Join(dir, "."+base+".tmp-*"))
-	for _, m := range matches {
-		if st, err := os.Lstat(m); err == nil && st.Mode().IsRegular() && time.Since(st.ModTime()) > staleTempAge {
-			os.Remove(m)
-		}
-	}
-}
 
 // RemoveEnvFile removes the env file after a confirmed opt-out, and reports whether there was
 // one. A symlink at path is removed itself, never its target; a directory is refused.
@@ -173,7 +141,7 @@ func RemoveEnvFile(path string) (removed bool, err error) {
 		}
 		return false, fmt.Errorf("env file %s: %w", path, err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
 		return true, fmt.Errorf("env file %s: fsync of its directory: %w", path, err)
 	}
 	return true, nil
@@ -249,13 +217,4 @@ func missing(err error) bool {
 
 func errRemoveDir(path string) error {
 	return fmt.Errorf("env file %s is a directory: refusing to remove it", path)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

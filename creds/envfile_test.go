@@ -287,26 +287,6 @@ func TestReadEnvFileAcceptsQuotesAndRefusesOddFiles(t *testing.T) {
 	}
 }
 
-func TestWriteEnvFileLeavesNothingOnError(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "cas")
-	path := filepath.Join(dir, "claude-oauth.env")
-	if _, err := WriteEnvFile(path, NewSecret(testToken)); err != nil {
-		t.Fatal(err)
-	}
-	rename = func(string, string) error { return errors.New("injected rename failure") }
-	defer func() { rename = os.Rename }()
-	changed, err := WriteEnvFile(path, NewSecret(testToken+"X"))
-	if err == nil || changed || !strings.Contains(err.Error(), path) {
-		t.Errorf("%v %v", changed, err)
-	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
-		t.Errorf("left behind: %v", entries)
-	}
-	if got, err := ReadEnvFile(path); err != nil || !got.Equal(NewSecret(testToken)) {
-		t.Errorf("the old file is damaged: %v", err)
-	}
-}
-
 // A reader (start-claude.sh, another supervisor start) never sees a partial file while the
 // token rotates.
 func TestEnvFileRotationIsAtomicForReaders(t *testing.T) {

@@ -4,10 +4,12 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
+	"t3-supervise/internal/atomicfile"
 	"t3-supervise/internal/userfile"
 )
 
@@ -28,41 +30,16 @@ import (
 // 150 bytes per agent leaf; kills.json is ten records with trimmed command lines (cgroup.MaxKillLogFile).
 const maxRuntimeFile = 1 << 20
 
-// writeAtomic replaces path with data: a temporary file in the same directory, fsync, rename(2),
-// so that a reader (node_exporter's textfile collector, `status`) sees the old file or the new
-// one, never half of one, and a crash right after leaves the new one on disk.
+// writeAtomic replaces path with data (internal/atomicfile), so that a reader (node_exporter's
+// textfile collector, `status`) sees the old file or the new one, never half of one, and a crash
+// right after leaves the new one on disk. A failed fsync of the directory is no error here: the
+// file is in place, and the next write tries again.
 func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
+	err := atomicfile.Write(path, data, perm)
+	if nd := (*atomicfile.NotDurableError)(nil); errors.As(err, &nd) {
+		return nil
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	// The rename itself is durable once the directory is (fsync(2): "Calling fsync() does not
-	// necessarily ensure that the entry in the directory containing the file has also reached
-	// disk").
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return err
 }
 
 // writeFileAtomic replaces path with v as JSON (writeAtomic), so a reader never sees half a file.
