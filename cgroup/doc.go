@@ -11,6 +11,11 @@
 // steps that --dry-run prints and a real run applies through one function, so the two cannot
 // drift apart.
 //
+// Where things are: the limits as data, plan.go; the watch's loop, watch_linux.go, and each of its
+// mechanisms in its own file (placement place_linux.go, process samples sample_linux.go, OOM
+// victims oom_linux.go, pressure kills kill_linux.go, empty leaves cleanup_linux.go); the pressure
+// policy and victim choice, pure and table-tested, pressure.go; the watch's events, events.go.
+//
 // Kernel and systemd rules this package keeps:
 //
 //   - systemd owns the attributes of the unit's own cgroup; a delegatee may only create children
