@@ -8,9 +8,22 @@
 // `t3-supervise --help` is the operator's manual: every flag, every environment variable it
 // reads, every exit code.
 //
-// Add an event in events.go (a type with its fields and message, a row in eventTable) and in
-// units/t3-supervise.catalog, then `go test ./cmd/t3-supervise -run Catalog -update` writes
-// docs/events.md; the tests fail until all three agree.
+// # Where to change what
+//
+//   - The pressure policy (when a throttled agent is killed, which one, when SIGTERM becomes
+//     SIGKILL): cgroup/pressure.go, pure and table-tested; its inputs come from the flags in
+//     config.go (--memory-high, --pressure-window, --pressure-stall, --kill-grace). The mechanisms it drives are one file each in cgroup (doc.go).
+//   - An event: events.go (a type with its fields and message, a row in eventTable), and its
+//     entry in units/t3-supervise.catalog; `go test ./cmd/t3-supervise -run Catalog -update`
+//     then writes docs/events.md. The tests fail until all three agree.
+//   - A status field: statusReport in status.go (a field read from the live cgroup tree goes in
+//     cgroup.Status, cgroup/status_linux.go); statusHelp beside it and docs/status.md document it.
+//   - A Vault auth method: creds/client.go, authenticate (the order of methods) with a new
+//     AuthSource in creds/creds.go; the flags that configure it go in config.go.
+//   - The restart-on-rotation policy: supervise/restart.go; the idle judgement it is given,
+//     cgroup/idlegate.go.
+//   - A flag: flagSet in config.go; --help and the man page are made from it, and
+//     TestHelpDocumentsEverything fails for a flag without a usage.
 package main
 
 import (
