@@ -96,8 +96,10 @@ nrestarts() { systemctl show -p NRestarts --value $U; }
 alive() { [ -d /proc/$1 ] && ! grep -q '^State:.*Z' /proc/$1/status 2>/dev/null; }
 api() { curl -fsS -X POST "$URL/_standin/$1"; }
 leaves() { find "$(cgbase)/workload/agents" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l; }
-# events KIND: the supervisor's journal entries of that kind since the unit was started.
-events() { journalctl -q --no-pager -o json --since "$SINCE" SYSLOG_IDENTIFIER=t3-supervise T3_EVENT="$1"; }
+# events KIND: the supervisor's journal entries of that kind since the unit was started; only
+# EVENTS_USER's (T3_USER) when set, for a guest where other users' units run or ran.
+EVENTS_USER=""
+events() { journalctl -q --no-pager -o json --since "$SINCE" SYSLOG_IDENTIFIER=t3-supervise T3_EVENT="$1" ${EVENTS_USER:+T3_USER="$EVENTS_USER"}; }
 wait_for() { # wait_for SECONDS COMMAND...
 	local end=$(($(date +%s) + $1))
 	shift
@@ -115,13 +117,14 @@ agents_alive() {
 	n=$(curl -fsS "$URL/_standin/agents" | jq '[.[] | select(.alive)] | length')
 	[ "$n" = 8 ]
 }
+PROBER_OUT=/tmp/prober.out
 start_prober() {
-	prober --url "$URL/" --interval 50ms --timeout 5s --duration 10m >/tmp/prober.out 2>&1 &
+	prober --url "$URL/" --interval 50ms --timeout 5s --duration 10m >"$PROBER_OUT" 2>&1 &
 	PROBER=$!
 }
 stop_prober() {
 	kill -TERM "$PROBER"
 	wait "$PROBER" 2>/dev/null
-	grep '^PROBE' /tmp/prober.out
+	grep '^PROBE' "$PROBER_OUT"
 }
 
