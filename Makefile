@@ -14,6 +14,9 @@ PKGS_HOST := ca-certificates curl systemd procps groff-base prometheus
 PKGS_DEB := lintian groff-base man-db
 PKGS_VM := qemu-system-x86 qemu-utils mmdebstrap busybox-static cpio e2fsprogs kmod xz-utils util-linux prometheus
 
+# Guests booted at once by make test-vm (test/vm/e2e --jobs).
+VM_JOBS ?= 3
+
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath
 # Deferred: computed only when a recipe needs it; empty outside a git checkout.
 T3S_VERSION ?= $(shell packaging/version 2>/dev/null)
@@ -75,21 +78,14 @@ test-deb: build
 	test/deb/check bin/t3-supervise.deb
 
 # The guest's own self-tests first, so that a broken guest shows up as that and not as
-# scenario failures; then the scenarios with the real binary and unit.
+# scenario failures; then the guest scripts with the real binary and unit, VM_JOBS guests at a
+# time (test/vm/e2e; test/vm/README.md has the measured wall times).
 # `node`: test/vm/e2e claude fetches the real Claude Code CLI with npm on a fresh machine.
 test-vm: build tools node
 	@test/deps $(PKGS_VM)
 	test/vm/run test/vm/smoke
 	test/vm/run --busybox test/vm/busybox-smoke
-	test/vm/e2e
-	test/vm/e2e creds
-	test/vm/e2e life
-	test/vm/e2e escape
-	test/vm/e2e claude
-	test/vm/e2e metrics
-	test/vm/e2e upgrade
-	test/vm/e2e soak
-	test/vm/e2e isolation
+	test/vm/e2e --jobs $(VM_JOBS) all
 
 # 100 balloons and a fork bomb in the guest (RELIABILITY.md); part of test-vm.
 test-soak: build tools
