@@ -14,8 +14,9 @@ PKGS_HOST := ca-certificates curl systemd procps groff-base prometheus
 PKGS_DEB := lintian groff-base man-db
 PKGS_VM := qemu-system-x86 qemu-utils mmdebstrap busybox-static cpio e2fsprogs kmod xz-utils util-linux prometheus
 
-# Guests booted at once by make test-vm (test/vm/e2e --jobs).
-VM_JOBS ?= 3
+# Guests booted at once by make test-vm (test/vm/e2e --jobs): a guest keeps about one core busy
+# (test/vm/README.md), so two fill this 2-core machine and a third only slows the others.
+VM_JOBS ?= 2
 
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath
 # Deferred: computed only when a recipe needs it; empty outside a git checkout.
