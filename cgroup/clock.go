@@ -14,6 +14,8 @@ type Clock interface {
 type Ticker interface {
 	C() <-chan time.Time
 	Stop()
+	// Reset changes the period; the next tick comes d from now (the PSI mode's pace, psi_linux.go).
+	Reset(d time.Duration)
 }
 
 type wallClock struct{}
@@ -24,5 +26,6 @@ func (wallClock) NewTicker(d time.Duration) Ticker { return wallTicker{time.NewT
 
 type wallTicker struct{ t *time.Ticker }
 
-func (t wallTicker) C() <-chan time.Time { return t.t.C }
-func (t wallTicker) Stop()               { t.t.Stop() }
+func (t wallTicker) C() <-chan time.Time   { return t.t.C }
+func (t wallTicker) Stop()                 { t.t.Stop() }
+func (t wallTicker) Reset(d time.Duration) { t.t.Reset(d) }

@@ -46,6 +46,11 @@ func (t *fakeTicker) Stop() {
 	defer t.clock.mu.Unlock()
 	t.stopped = true
 }
+func (t *fakeTicker) Reset(d time.Duration) {
+	t.clock.mu.Lock()
+	defer t.clock.mu.Unlock()
+	t.every, t.next = d, t.clock.now.Add(d)
+}
 
 // Advance moves the clock by d, delivering each tick that falls due in time order, the clock
 // reading the tick's time while it is taken.

@@ -48,6 +48,9 @@ type WatchConfig struct {
 	// Clock runs the watch's tickers and grace periods and stamps its samples; nil is the wall
 	// clock (clock.go).
 	Clock Clock
+	// PSITriggerOff keeps the watch sampling memory.pressure even where a PSI trigger could wake
+	// it (--psi-trigger off; psi_linux.go).
+	PSITriggerOff bool
 }
 
 func (c *WatchConfig) defaults() {
@@ -87,6 +90,7 @@ type watcher struct {
 	serverKnown bool
 	strays      map[int]uint64    // processes killed for escaping (pid -> start), reported once
 	guardErr    map[string]string // limit file -> the failure to restore it said last (guard_linux.go)
+	psi         *psiTrigger       // nil: sampling mode (psi_linux.go)
 }
 
 func newWatcher(t *Tree, cfg WatchConfig) *watcher {
@@ -123,6 +127,7 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 	if err != nil {
 		return nil, err
 	}
+	w.psi = w.startPSI(ctx)
 	// The tickers start here, not in the goroutine: a clock stepped right after Watch returns
 	// must find them.
 	place := w.clock.NewTicker(cfg.PlaceInterval)
@@ -130,6 +135,7 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 	go func() {
 		defer close(w.out)
 		defer closeNotify()
+		defer w.stopPSI()
 		defer w.closeKills()
 		defer place.Stop()
 		defer tick.Stop()
@@ -155,8 +161,11 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 				}
 				w.checkKills(ctx, now)
 			case now := <-tick.C():
-				w.sample(ctx, now)
+				w.sampleTick(ctx, now)
+			case <-w.psiWake():
+				w.psiWoke(w.clock.Now())
 			}
+			w.pace(tick, w.clock.Now())
 		}
 	}()
 	return w.out, nil
