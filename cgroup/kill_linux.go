@@ -105,6 +105,8 @@ func (w *watcher) checkKills(ctx context.Context, now time.Time) {
 			}
 			if err != nil {
 				w.warn(ctx, fmt.Errorf("pressure kill of pid %d: SIGKILL: %w", pid, err))
+			} else {
+				w.releaseMemory(ctx, k.pidfd, k.victim, "pressure_kill")
 			}
 		}
 	}

@@ -70,6 +70,7 @@ func (w *watcher) onMemoryEvents(ctx context.Context) {
 			delete(w.kills, v.PID)
 		}
 		w.emit(ctx, OOMKill{Victim: v, Known: true, Count: ev.OOMKill, Seen: seen})
+		w.releaseVictim(ctx, v)
 	}
 	for i := len(victims); i < int(n); i++ {
 		w.emit(ctx, OOMKill{Victim: Victim{Leaf: w.leafOfKill()}, Count: ev.OOMKill, Seen: seen})

@@ -1,0 +1,54 @@
+//go:build linux
+
+package cgroup
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// process_mrelease after a kill: a live process is refused (the kernel reaps only a dying one)
+// and nothing is said; once SIGKILL is delivered the call succeeds and memory_released follows.
+func TestReleaseMemory(t *testing.T) {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), helperEnv+"=hang")
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	v, ok := describe(pid)
+	if !ok {
+		t.Fatal("the helper is gone")
+	}
+	w := newWatcher(&Tree{}, WatchConfig{})
+	ctx := context.Background()
+	w.releaseMemory(ctx, fd, v, "pressure_kill")
+	if len(w.out) != 0 {
+		t.Fatalf("a live process's memory was released: %+v", <-w.out)
+	}
+	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	w.releaseMemory(ctx, fd, v, "pressure_kill")
+	if len(w.out) != 1 {
+		t.Fatalf("after SIGKILL: %d events, want memory_released", len(w.out))
+	}
+	if e, ok := (<-w.out).(MemoryReleased); !ok || e.Victim.PID != pid || e.After != "pressure_kill" {
+		t.Errorf("after SIGKILL: %+v", e)
+	}
+}
