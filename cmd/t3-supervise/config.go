@@ -47,6 +47,7 @@ type config struct {
 	Rotation    rotationConfig
 	Activity    cgroup.ActivityPolicy // when the agents are busy: the when-idle gate and status
 	Upgrade     string                // --restart-on-upgrade: when-idle or never (upgrade.go)
+	PSITrigger  string                // --psi-trigger: auto or off (cgroup/psi_linux.go)
 	// TokenLifetime: a token without custom_metadata.expires_at expires this long after its KV
 	// version was written.
 	TokenLifetime time.Duration
@@ -152,6 +153,7 @@ func flagSet(c *config, rawEnvAllow *[]string, extraEnvAllow *[]string, tokenFil
 	fs.Float64Var(&c.Watch.PressureStall, "pressure-stall", 0.25, "... and was stalled on memory at least this share of the time (0-1, memory.pressure some)")
 	fs.DurationVar(&c.Watch.KillGrace, "kill-grace", 5*time.Second, "SIGTERM to SIGKILL for a pressure kill")
 	fs.DurationVar(&c.Watch.SampleInterval, "sample-interval", time.Second, "how often memory and pressure are sampled")
+	fs.StringVar(&c.PSITrigger, "psi-trigger", "auto", "auto: a PSI trigger on agents/memory.pressure wakes the watch when pressure builds, and it samples 5 times less often while nothing is near a limit (where the kernel refuses the trigger, it samples as with off, and --dry-run and status say why); off: sample at --sample-interval always")
 	fs.DurationVar(&c.Watch.PlaceInterval, "place-interval", 100*time.Millisecond, "how often server/ is checked for agents spawned around the shim")
 	fs.DurationVar(&c.Health.ReadyTimeout, "ready-timeout", 2*time.Minute, "how long t3 may take to answer GET / after it started (READY=1 is sent then); longer and it is stopped, exit 75")
 	fs.DurationVar(&c.Health.ProbeInterval, "probe-interval", 10*time.Second, "between liveness probes (GET / on t3's --host and port; loopback when it listens on every interface); WATCHDOG=1 follows each answer")
@@ -231,6 +233,13 @@ func parseConfig(args []string, environ []string, stderr io.Writer) (*config, er
 	var err error
 	if c.Rotation.Restart, err = supervise.ParseRestartPolicy(c.Rotation.restartFlag); err != nil {
 		return nil, usageError{fmt.Errorf("--restart-on-rotation %w", err)}
+	}
+	switch c.PSITrigger {
+	case "auto":
+	case "off":
+		c.Watch.PSITriggerOff = true
+	default:
+		return nil, usageError{fmt.Errorf("--psi-trigger %q: want auto or off", c.PSITrigger)}
 	}
 	switch c.Upgrade {
 	case "never", "when-idle":

@@ -106,6 +106,9 @@ var eventTable = []struct {
 	{UpgradePendingEvent{}, eventKind{"upgrade_pending", "c4225479d0eb4063ba00f473d91fdcf4", journal.PriInfo}},
 	{UpgradeRefusedEvent{}, eventKind{"upgrade_refused", "cfcb988a638a4ce98dd3e15202cfa785", journal.PriErr}},
 	{UpgradeRestartEvent{}, eventKind{"upgrade_restart", "da05b75173c44ebdab2c5b19f9a5e745", journal.PriNotice}},
+	// The watch's PSI mode (cgroup/psi_linux.go), and process_mrelease(2) after a kill.
+	{PressureModeEvent{}, eventKind{"pressure_mode", "6c6c1b837bd8474681cbc8cb3558350f", journal.PriInfo}},
+	{MemoryReleasedEvent{}, eventKind{"memory_released", "e24c3b9107194e6bb94f6a6807666462", journal.PriDebug}},
 }
 
 // eventKinds lists every kind in the table's order, for the catalog test and the --help text;
@@ -734,6 +737,32 @@ type PressureOffEvent struct {
 }
 
 func (e PressureOffEvent) message() string { return fmt.Sprint(e.Err) }
+
+// PressureModeEvent: how the watch learns of memory pressure (a PSI trigger, or sampling) and why.
+type PressureModeEvent struct {
+	Mode   string `journal:"T3_PSI_MODE"`
+	Reason string `journal:"T3_PSI_MODE_REASON"`
+}
+
+func (e PressureModeEvent) message() string {
+	if e.Mode == cgroup.PSITrigger {
+		return fmt.Sprintf("memory pressure wakes the watch: PSI trigger %s", e.Reason)
+	}
+	return fmt.Sprintf("the watch samples memory pressure every --sample-interval: %s", e.Reason)
+}
+
+// MemoryReleasedEvent: process_mrelease(2) freed a killed process's memory right after the kill.
+type MemoryReleasedEvent struct {
+	After string        `journal:"T3_AFTER"` // pressure_kill or oom_kill
+	Took  time.Duration `journal:"T3_RELEASE_TOOK"`
+	Leaf  string        `journal:"T3_CGROUP"`
+	Victim
+}
+
+func (e MemoryReleasedEvent) message() string {
+	return fmt.Sprintf("released the memory of %s (pid %d, %s resident, agents/%s) after its %s in %v",
+		e.Comm, e.PID, mib(e.RSS), e.Leaf, e.After, e.Took.Round(time.Microsecond))
+}
 
 type StrayKilledEvent struct {
 	_      struct{} `journal:"T3_KILLER=t3-supervise"`

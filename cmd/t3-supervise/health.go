@@ -168,8 +168,12 @@ func (h *healthState) record(ev *events, err error) (giveUp bool) {
 	return false
 }
 
-// noteEvent remembers the kills, for STATUS= and for `t3-supervise status`.
+// noteEvent remembers the kills and the watch's PSI mode, for STATUS= and for `t3-supervise status`.
 func (h *healthState) noteEvent(e cgroup.Event) {
+	if m, ok := e.(cgroup.PressureMode); ok {
+		h.saveState(func(s *supervisorState) { s.PSIMode, s.PSIModeReason = m.Mode, m.Reason })
+		return
+	}
 	ke, ok := e.(cgroup.KillEvent)
 	if !ok {
 		return

@@ -114,6 +114,9 @@ type cgroupPlan struct {
 	// PressureKill says whether the pressure kill can work: "on", "off (--pressure-window 0)",
 	// or "unavailable: why" (no PSI on this host).
 	PressureKill string `json:"pressure_kill,omitempty"`
+	// psi_mode, psi_mode_reason: the mode the watch would run in, probed on a temporary cgroup
+	// (cgroup.Tree.ProbePSI); only in a dry run with the pressure kill on.
+	*cgroup.PSIMode
 }
 
 type failurePlan struct {
@@ -325,6 +328,9 @@ func (p *plan) planCgroup(cfg *config) (*cgroup.Tree, error) {
 		// every cgroup or for none).
 		if err := tree.PressureAvailable("."); err != nil {
 			p.Cgroup.PressureKill = "unavailable: " + err.Error()
+		} else if cfg.DryRun {
+			m := tree.ProbePSI(cfg.Watch)
+			p.Cgroup.PSIMode = &m
 		}
 	}
 	return tree, nil
@@ -505,6 +511,9 @@ func (p *plan) print(w io.Writer, asJSON bool) {
 		}
 		if p.Cgroup.PressureKill != "" {
 			fmt.Fprintf(w, "  pressure    kill %s\n", p.Cgroup.PressureKill)
+		}
+		if m := p.Cgroup.PSIMode; m != nil {
+			fmt.Fprintf(w, "  psi         %s: %s\n", m.Mode, m.Reason)
 		}
 	}
 	if p.Failure != nil {

@@ -398,6 +398,11 @@ func TestStateFile(t *testing.T) {
 	if st = readState(dir, os.Getuid()); st.PressureKills != 1 || st.VaultRefreshFailures != 3 || !st.VaultFailing {
 		t.Fatalf("after a pressure kill and two failed re-reads: %+v", st)
 	}
+	// The watch's PSI mode, for status's psi_mode and psi_mode_reason.
+	h.noteEvent(cgroup.PressureMode{PSIMode: cgroup.PSIMode{Mode: cgroup.PSISampling, Reason: "--psi-trigger off"}})
+	if st = readState(dir, os.Getuid()); st.PSIMode != cgroup.PSISampling || st.PSIModeReason != "--psi-trigger off" {
+		t.Fatalf("after the watch said its mode: %+v", st)
+	}
 	r.outage, r.lastOK = false, time.Now()
 	h.noteRefresh(r)
 	if st = readState(dir, os.Getuid()); st.VaultRefreshFailures != 3 || st.VaultFailing {

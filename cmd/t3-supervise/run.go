@@ -393,6 +393,10 @@ func emitCgroupEvent(ev *events, e cgroup.Event, serverPID int) {
 		ev.emit(CgroupWarningEvent{Err: e.Err})
 	case cgroup.PressureUnavailable:
 		ev.emit(PressureOffEvent{Err: e.Err})
+	case cgroup.PressureMode:
+		ev.emit(PressureModeEvent{Mode: e.Mode, Reason: e.Reason})
+	case cgroup.MemoryReleased:
+		ev.emit(MemoryReleasedEvent{After: e.After, Took: e.Took, Leaf: e.Victim.Leaf, Victim: victimOf(e.Victim)})
 	case cgroup.StrayKilled:
 		ev.emit(StrayKilledEvent{Cgroup: e.Cgroup, Victim: victimOf(e.Victim)})
 	case cgroup.LimitRestored:

@@ -37,6 +37,10 @@ type supervisorState struct {
 	VaultRefreshFailures uint64 `json:"vault_refresh_failures"`
 	VaultFailing         bool   `json:"vault_failing"`
 	VaultRenewFailures   uint64 `json:"vault_renew_failures"`
+	// PSIMode: how the watch learns of memory pressure (cgroup.PSIMode), as it said when it
+	// started; absent with the pressure kill off or without a cgroup.
+	PSIMode       string `json:"psi_mode,omitempty"`
+	PSIModeReason string `json:"psi_mode_reason,omitempty"`
 }
 
 func newSupervisorState(fallback bool, now time.Time) supervisorState {

@@ -39,6 +39,11 @@ type statusReport struct {
 	// LastKillsError says why last_kills is empty although a kills file is there (refused:
 	// a symlink, not a regular file, another owner, too large; or not JSON).
 	LastKillsError string `json:"last_kills_error,omitempty"`
+	// PSIMode and PSIModeReason: how the supervisor's watch learns of memory pressure
+	// (cgroup.PSIMode: "trigger" or "sampling", and why), from its state.json; absent when it
+	// did not say (the pressure kill off, or an older supervisor).
+	PSIMode       string `json:"psi_mode,omitempty"`
+	PSIModeReason string `json:"psi_mode_reason,omitempty"`
 	// The token: token_source, kv_version, token_expires_at, token_expiry_source, as the
 	// supervisor last knew them (expiry.go).
 	credentialState
@@ -281,6 +286,9 @@ func readUnit(userName string, uid int, tree *cgroup.Tree, runtimeDir string) (*
 		rep.LastKillsError = err.Error()
 	}
 	applyActivity(rep, runtimeDir, uid, time.Now())
+	if s := readState(runtimeDir, uid); s != nil {
+		rep.PSIMode, rep.PSIModeReason = s.PSIMode, s.PSIModeReason
+	}
 	if st.Supervisor != nil {
 		rep.BinaryState = readBinaryState(runtimeDir, uid, st.Supervisor.PID)
 	}
@@ -375,6 +383,9 @@ func printStatus(w io.Writer, r statusReport) {
 	fmt.Fprintf(w, "%-11s %d leaves, memory.high %s, %s\n", "agents", len(r.Agents), r.AgentsHigh, busy)
 	if !r.PSI {
 		fmt.Fprintf(w, "%-11s %s\n", "pressure", r.PSIError)
+	}
+	if r.PSIMode != "" {
+		fmt.Fprintf(w, "%-11s %s: %s\n", "psi", r.PSIMode, r.PSIModeReason)
 	}
 	for _, a := range r.Agents {
 		fmt.Fprintf(w, "  %-18s %s, peak %s; high %d, oom_kill %d; cpu %s%s\n", a.Leaf, mib(a.Memory.Current), mib(a.Memory.Peak),
