@@ -33,4 +33,11 @@
 //     128 per user by default) and stops when the cgroup empties. memory.events is hierarchical
 //     and the kernel notifies every ancestor's file (mm/memcontrol.c, memcg_memory_event), so we
 //     watch the two parents with one inotify instance instead of every leaf.
+//   - A PSI trigger on agents/memory.pressure (psi.go chooses it, psi_linux.go arms and polls
+//     it) wakes the watch when pressure builds, so the samples may slow down while nothing is
+//     near a limit. The kernel takes windows of 500 ms to 10 s, and from a writer without
+//     CAP_SYS_RESOURCE (the unit's user) only multiples of 2 s; anything else gets EINVAL, a
+//     file the writer does not own EACCES. Then the watch samples as before and says why.
+//   - process_mrelease(2) (mrelease_linux.go, Linux 5.15) reaps a victim's memory right after
+//     the kill, so a slow exit does not keep the workload full (and a second victim in line).
 package cgroup
