@@ -11,9 +11,10 @@ import (
 	"t3-supervise/internal/procstat"
 )
 
-// MemoryReleased: process_mrelease(2) freed a killed process's memory at once, instead of
-// leaving it to the victim's own exit, which under memory pressure (and emulation) can take
-// seconds; meanwhile the workload looks as full and stalled as before the kill.
+// MemoryReleased: process_mrelease(2) returned for a killed process: its memory is freed now (by
+// the call, or already by the kernel's OOM reaper), not at the end of the victim's own exit,
+// which under memory pressure (and emulation) can take seconds while the workload looks as full
+// and stalled as before the kill.
 type MemoryReleased struct {
 	Victim Victim
 	After  string        // the kill it followed: "pressure_kill" (our SIGKILL) or "oom_kill"
