@@ -10,12 +10,18 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"t3-supervise/internal/testenv"
 	"t3-supervise/internal/vaulttest"
 )
+
+// userdb is held around useradd and userdel, whose tests run in parallel: both rewrite
+// /etc/passwd, /etc/group and /etc/shadow under lock files, and one that cannot get a lock in
+// time fails ("cannot lock /etc/passwd; try again later", useradd(8) exit 1) instead of queueing.
+var userdb sync.Mutex
 
 // newTestUser makes a real user on this host for one test (useradd(8)), with home as its home
 // and /bin/sh as its shell, and deletes it afterwards. extra goes to useradd.
@@ -26,10 +32,15 @@ func newTestUser(t *testing.T, home string, extra ...string) *user.User {
 	rand.Read(b)
 	name := "t3s-" + hex.EncodeToString(b)
 	args := append([]string{"--home-dir", home, "--no-create-home", "--shell", "/bin/sh"}, extra...)
-	if out, err := exec.Command("useradd", append(args, name)...).CombinedOutput(); err != nil {
+	userdb.Lock()
+	out, err := exec.Command("useradd", append(args, name)...).CombinedOutput()
+	userdb.Unlock()
+	if err != nil {
 		t.Fatalf("useradd %s: %v\n%s", name, err, out)
 	}
 	t.Cleanup(func() {
+		userdb.Lock()
+		defer userdb.Unlock()
 		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
 			t.Errorf("userdel %s: %v\n%s", name, err, out)
 		}
@@ -59,6 +70,7 @@ func fallbackWorld(t *testing.T) *world {
 // Started as root with --user, t3 gets the user's identity (passwd entry), not root's: HOME,
 // USER, LOGNAME, SHELL; and XDG_RUNTIME_DIR only when it is really the user's.
 func TestRootDropGivesT3TheUsersIdentity(t *testing.T) {
+	t.Parallel()
 	testenv.NeedRoot(t)
 	for _, tc := range []struct {
 		name   string
@@ -109,6 +121,7 @@ func TestRootDropGivesT3TheUsersIdentity(t *testing.T) {
 // A user whose primary group is 0 would run t3 and its agents with group root: refused before
 // anything starts, naming the user.
 func TestRootDropRefusesPrimaryGroupZero(t *testing.T) {
+	t.Parallel()
 	w := fallbackWorld(t)
 	u := newTestUser(t, w.home, "--no-user-group", "--gid", "0")
 	w.user = u.Username
