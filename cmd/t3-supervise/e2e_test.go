@@ -198,12 +198,15 @@ type world struct {
 	user  string  // under root: the user the supervisor drops to (--user), owner of dir; "" is runUser
 }
 
+// copyFile copies an executable (mode 0755) in a child process, install(1), not here: the tests
+// run in parallel, and a process forked by another test while this one held the new file open
+// for writing keeps that descriptor until its own exec, so a start of the copy in that moment
+// fails with ETXTBSY (execve(2); golang/go#22315).
 func copyFile(from, to string) error {
-	b, err := os.ReadFile(from)
-	if err != nil {
-		return err
+	if out, err := exec.Command("install", "-m", "0755", from, to).CombinedOutput(); err != nil {
+		return fmt.Errorf("install %s %s: %v: %s", from, to, err, out)
 	}
-	return os.WriteFile(to, b, 0o755)
+	return nil
 }
 
 func newWorld(t *testing.T) *world {
