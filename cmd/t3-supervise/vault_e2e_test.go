@@ -167,7 +167,10 @@ func TestOptOutRemovesTheEnvFileAndStartsWithoutToken(t *testing.T) {
 	if _, err := os.Stat(w.envFile()); !os.IsNotExist(err) {
 		t.Errorf("env file still there after the opt-out: %v", err)
 	}
-	if !strings.Contains(p.stderr.String(), "credential_opt_out") || !strings.Contains(p.stderr.String(), "env_file_removed") {
+	// The events precede t3's start, but reach p.stderr through the pipe's copying goroutine.
+	if !waitFor(func() bool {
+		return strings.Contains(p.stderr.String(), "credential_opt_out") && strings.Contains(p.stderr.String(), "env_file_removed")
+	}, 10*time.Second) {
 		t.Errorf("events:\n%s", p.stderr)
 	}
 	w.stop(p)
