@@ -227,7 +227,6 @@ func marked(marker string) []int {
 // shim: it and its Bash tool's processes are in its own agents/<leaf>, with the agents'
 // oom_score_adj; the server stays in server/. After the stop nothing it spawned is left.
 func TestClaudeAgentAndToolsInTheirOwnLeaf(t *testing.T) {
-	t.Parallel()
 	pl := startPlacement(t)
 	claude, shell, tool := pl.runTool()
 	leaf, err := cgroup.LeafName(claude)
@@ -254,7 +253,6 @@ func TestClaudeAgentAndToolsInTheirOwnLeaf(t *testing.T) {
 // supervisor's watch of server/ (not run here: it needs the memory controller) moves it out.
 // docs/migration.md tells operators to keep the setting at `claude`.
 func TestClaudeAbsoluteBinaryPathBypassesTheShim(t *testing.T) {
-	t.Parallel()
 	parts := claudetest.Need(t)
 	pl := startPlacement(t, "T3_SDK_BINARY_PATH="+parts.Claude)
 	claude, shell, tool := pl.runTool()

@@ -188,7 +188,6 @@ func randomHex(n int) string {
 // (a) The API sees exactly the user's own token from Vault, never an inherited foreign one; T3's
 // account probe sees it too, and calls no Messages API.
 func TestClaudeSendsTheUsersTokenFromVault(t *testing.T) {
-	t.Parallel()
 	w := newClaudeWorld(t)
 	foreign := vaulttest.FakeToken()
 	w.setenv("CLAUDE_CODE_OAUTH_TOKEN=" + foreign)
@@ -216,7 +215,6 @@ func TestClaudeSendsTheUsersTokenFromVault(t *testing.T) {
 // not the inherited token; without a login of its own it says so and exits 1, calling no API;
 // with the user's own ~/.claude/.credentials.json it sends that login's access token.
 func TestClaudeOptOutUsesTheUsersOwnLogin(t *testing.T) {
-	t.Parallel()
 	w := newClaudeWorld(t)
 	w.optOut()
 	// An inherited token, even one an operator let through the allowlist (as the old unit's
@@ -261,7 +259,6 @@ func TestClaudeOptOutUsesTheUsersOwnLogin(t *testing.T) {
 // the unit restarts on 76 (Restart=always, 76 not in RestartPreventExitStatus=) and starts
 // the supervisor again with the same arguments. New sessions then present the new token.
 func TestClaudeSessionsAfterRotationSendTheNewToken(t *testing.T) {
-	t.Parallel()
 	w := newClaudeWorld(t)
 	wantUnitRestartsOn(t, exitRotated)
 	w.exe = shortRefreshBin(t) // 1s is below the operator's floor
@@ -327,7 +324,6 @@ func (w *claudeWorld) outranking() (apiKey, authToken, allow string) {
 // through to t3 (--env-allow-extra) while the user's token is injected, they would make the
 // token silently unused. They are dropped, with a warning each, and the dry run shows it.
 func TestClaudeOutrankingCredentialsAreDropped(t *testing.T) {
-	t.Parallel()
 	w := newClaudeWorld(t)
 	apiKey, authToken, allow := w.outranking()
 
@@ -372,7 +368,6 @@ func TestClaudeOutrankingCredentialsAreDropped(t *testing.T) {
 // For an opted-out user nothing is injected, so nothing is outranked: an API key the operator
 // lets through is that user's normal credential, and claude uses it.
 func TestClaudeOptOutKeepsAnAllowedAPIKey(t *testing.T) {
-	t.Parallel()
 	w := newClaudeWorld(t)
 	w.optOut()
 	apiKey := "sk-ant-api03-" + randomHex(24)
