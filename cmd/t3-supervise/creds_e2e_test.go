@@ -20,7 +20,7 @@ import (
 // start fails with the class's exit code. Before, all of these logged credential_opt_out,
 // deleted the env file and started t3 without a token.
 func TestMountGoneAtStartFallsBack(t *testing.T) {
-	t.Parallel()
+	t.Parallel() // no lane: its subtests take one each
 	for _, tc := range []struct {
 		name  string
 		fault func(w *vaultWorld) []string // returns extra flags
@@ -39,7 +39,7 @@ func TestMountGoneAtStartFallsBack(t *testing.T) {
 		}, exitCredDenied},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
+			parallel(t)
 			w := newVaultWorld(t)
 			content := "CLAUDE_CODE_OAUTH_TOKEN=" + w.token + "\n"
 			os.WriteFile(w.envFile(), []byte(content), 0o600)
@@ -78,7 +78,7 @@ func TestMountGoneAtStartFallsBack(t *testing.T) {
 // one credential_refresh_failed, t3 keeps running with its token, the env file stays byte for
 // byte; never a credential_opt_out.
 func TestMountGoneWhileRunningChangesNothing(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	w := newVaultWorld(t)
 	p, r := w.runServe("--refresh-interval", "0")
 	waitEnvFile := waitFor(func() bool { _, err := os.Stat(w.envFile()); return err == nil }, 10*time.Second)
@@ -146,7 +146,7 @@ func inodeOf(st os.FileInfo) uint64 { return st.Sys().(*syscall.Stat_t).Ino }
 // the env file is removed and the restart policy asked only once Vault said "gone" twice. The
 // count of secret reads at the moment it acts is the proof (no sleep decides it).
 func TestOptOutWhileRunningIsConfirmed(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	w := newVaultWorld(t)
 	f := newFaultProxy(t, w.v.Addr)
 	w.setenv("VAULT_ADDR=" + f.URL)
@@ -186,7 +186,7 @@ func TestOptOutWhileRunningIsConfirmed(t *testing.T) {
 // --vault-timeout and SIGTERM. Now it is refused at once, naming the file; so is a symlink
 // (even to a file the user may read).
 func TestCredentialFilesRefusedAtStart(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	for _, tc := range []struct {
 		name  string
 		plant func(w *vaultWorld) (path string, args []string)
@@ -258,7 +258,7 @@ func TestCredentialFilesRefusedAtStart(t *testing.T) {
 // credential_failed says why no materialized token takes Vault's place, and is not logged at
 // all for a stop during start-up.
 func TestCredentialFailedSaysWhy(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	w := newVaultWorld(t)
 	code, p := w.run("--no-cgroup", "--vault-token-file", filepath.Join(w.home, "no-such-token"))
 	if line := eventLine(p.stderr.String(), "credential_failed"); code != exitConfig || !strings.Contains(line, "no earlier one is materialized at "+w.envFile()) {
@@ -283,7 +283,7 @@ func TestCredentialFailedSaysWhy(t *testing.T) {
 // reason (a symlink, a directory others may write), the directories it creates; and neither
 // run changes the mode of a directory that exists ($HOME included).
 func TestDryRunSaysWhatHappensToTheEnvFile(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	dryRun := func(t *testing.T, w *vaultWorld, extra ...string) (text string, ef map[string]any) {
 		t.Helper()
 		code, p := w.run(append([]string{"--no-cgroup", "--dry-run"}, extra...)...)

@@ -111,6 +111,20 @@ func shortRefreshBin(t *testing.T) string {
 	return shortRefresh.bin
 }
 
+// hostLanes bounds how many of the host tests that call parallel run at once, beside the three
+// long claude busy tests (t.Parallel alone): more at once on two cores starved the claude
+// account probe past T3's own 8 s limit there.
+var hostLanes = make(chan struct{}, 2)
+
+// parallel is t.Parallel for a host test that waits on Vault and t3 rather than computes: it
+// runs beside the others in one of hostLanes. A test whose subtests call it must not.
+func parallel(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+	hostLanes <- struct{}{}
+	t.Cleanup(func() { <-hostLanes })
+}
+
 // fakeReport is what the fake t3 writes about itself.
 type fakeReport struct {
 	Argv []string `json:"argv"`

@@ -153,7 +153,7 @@ func wantFields(t *testing.T, line string, want ...string) {
 // expires_at, a malformed one is reported and falls back to created_time, and one that is near
 // is reported at 1 day and then as expired by the supervisor's own timer.
 func TestExpiryFromCustomMetadata(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	w := newExpiryWorld(t)
 	at := time.Now().Add(5 * 24 * time.Hour).UTC().Truncate(time.Second)
 	w.setExpiresAt(at.Format(time.RFC3339), false)
@@ -234,7 +234,7 @@ func TestExpiryFromCustomMetadata(t *testing.T) {
 // with the test build's clock put ahead (a fresh version, a year old to the supervisor). The
 // operator's binary reads no clock variable.
 func TestExpiryFromCreatedTime(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	w := newExpiryWorld(t)
 	sec, err := w.v.Client.KVv2("secret").Get(context.Background(), w.path)
 	if err != nil || sec.VersionMetadata == nil {

@@ -70,7 +70,7 @@ func fallbackWorld(t *testing.T) *world {
 // Started as root with --user, t3 gets the user's identity (passwd entry), not root's: HOME,
 // USER, LOGNAME, SHELL; and XDG_RUNTIME_DIR only when it is really the user's.
 func TestRootDropGivesT3TheUsersIdentity(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	testenv.NeedRoot(t)
 	for _, tc := range []struct {
 		name   string
@@ -121,7 +121,7 @@ func TestRootDropGivesT3TheUsersIdentity(t *testing.T) {
 // A user whose primary group is 0 would run t3 and its agents with group root: refused before
 // anything starts, naming the user.
 func TestRootDropRefusesPrimaryGroupZero(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	w := fallbackWorld(t)
 	u := newTestUser(t, w.home, "--no-user-group", "--gid", "0")
 	w.user = u.Username

@@ -54,7 +54,7 @@ func needJournald(t *testing.T) {
 }
 
 func TestEventsReachJournald(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	needJournald(t)
 	w := newVaultWorld(t)
 	w.setenv("T3_FAKE_MODE=exit:7")

@@ -192,7 +192,7 @@ func TestUnaskedExitAlwaysRestarts(t *testing.T) {
 // the supervisor exits 74 for systemd to restart it, and says what t3 really did. A SIGKILL
 // from outside is 137.
 func TestNodeKilledFromOutsideIsRestartWorthy(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	prevented := restartPrevented(t)
 	for _, tc := range []struct {
 		sig        syscall.Signal
@@ -222,7 +222,7 @@ func TestNodeKilledFromOutsideIsRestartWorthy(t *testing.T) {
 // SIGHUP re-reads the token and never reaches t3: a Node server has no SIGHUP handler, and its
 // default is to die (129), taking every agent with it.
 func TestSIGHUPReReadsWithoutKillingNode(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	w := newNodeWorld(t)
 	n := w.serveNode(nil, "127.0.0.1", "--refresh-interval", "0")
 	newTok := vaulttest.FakeToken()
@@ -249,7 +249,7 @@ func TestSIGHUPReReadsWithoutKillingNode(t *testing.T) {
 // The probe dials where t3 listens: a healthy server on 127.0.0.2 or ::1 alone (nothing on
 // 127.0.0.1) must become ready, not be killed with 75 at --ready-timeout.
 func TestProbeDialsWhereT3Listens(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	for host, want := range map[string]string{"127.0.0.2": "http://127.0.0.2:", "::1": "http://[::1]:", "0.0.0.0": "http://127.0.0.1:"} {
 		t.Run(host, func(t *testing.T) {
 			w := newNodeWorld(t)
@@ -303,7 +303,7 @@ func readNotify(conn *net.UnixConn, limit time.Duration) string {
 // healthy unit every WatchdogSec: refused before anything starts. With a port, READY=1 and
 // WATCHDOG=1 follow the probes.
 func TestWatchdogNeedsAPortToProbe(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	w := newVaultWorld(t)
 	conn := notifySocket(t, w.world)
 	w.setenv("T3_PORT=")
@@ -343,7 +343,7 @@ func TestWatchdogNeedsAPortToProbe(t *testing.T) {
 
 // A supervisor that dies must not leave t3 behind, and must not die of a closed log pipe.
 func TestSupervisorEndNeverOrphansT3(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	t.Run("stderr a closed pipe", func(t *testing.T) {
 		w := newNodeWorld(t)
 		r, wr, err := os.Pipe()

@@ -74,7 +74,7 @@ func (f *faultProxy) setBackend(addr string) {
 // fault gets one named event within a bounded time, a handful of requests (backoff, no storm),
 // and changes nothing: t3 keeps running, the env file stays as it was.
 func TestVaultFaultMatrix(t *testing.T) {
-	t.Parallel()
+	t.Parallel() // no lane: its subtests take one each
 	type tc struct {
 		name       string
 		persistent bool   // on a real (non-dev) server that can be sealed, unsealed, restarted
@@ -127,7 +127,7 @@ func TestVaultFaultMatrix(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
+			parallel(t)
 			var w *vaultWorld
 			if c.persistent {
 				ps := vaulttest.StartPersistent(t)
@@ -235,7 +235,7 @@ func eventLine(out, kind string) string {
 // A storm of 1,000 SIGHUPs with a SIGTERM in the middle: a clean stop, exit 0, nothing left,
 // and the re-reads the SIGHUPs ask for coalesce (at most one a second) instead of hammering Vault.
 func TestSignalStorm(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	w := newVaultWorld(t)
 	f := newFaultProxy(t, w.v.Addr)
 	w.setenv("VAULT_ADDR="+f.URL, "T3_FAKE_MODE=orphan")
@@ -271,7 +271,7 @@ func TestSignalStorm(t *testing.T) {
 // SIGTERM while the supervisor is still asking Vault: it stops at once, starts nothing, writes
 // nothing, exits 0.
 func TestSIGTERMDuringStartUp(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	w := newVaultWorld(t)
 	f := newFaultProxy(t, w.v.Addr)
 	f.mode.Store("stall")

@@ -124,7 +124,7 @@ func (r *upgradeRun) waitEvent(kind string) string {
 // 0: the only thing that can hold the move back is the agent, so a gate blind to it would exit
 // at the first tick after the replacement, before any upgrade_pending.
 func TestUpgradeWaitsForTheAgentThenExits73(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	r := startUpgradeRun(t, "serve-agent", append([]string{"--rotation-idle", "0"}, busyFlags...)...)
 	agent, _ := strconv.Atoi(strings.TrimPrefix(r.w.waitNote("agent "), "agent "))
 	t3 := r.w.waitStarted(r.p).Pid
@@ -171,7 +171,7 @@ func TestUpgradeWaitsForTheAgentThenExits73(t *testing.T) {
 
 // An idle supervisor moves as soon as it sees the new binary.
 func TestUpgradeOfAnIdleUnitIsImmediate(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	r := startUpgradeRun(t, "serve", "--rotation-idle", "0")
 	r.install()
 	if code := r.p.wait(t, 30*time.Second); code != exitUpgrade {
@@ -188,7 +188,7 @@ func TestUpgradeOfAnIdleUnitIsImmediate(t *testing.T) {
 // SIGUSR2 (systemctl reload) asks for a restart when idle, even with no new binary; while an
 // agent works it waits like an upgrade. A supervisor never dies of it.
 func TestReloadRestartsWhenIdle(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	r := startUpgradeRun(t, "serve-agent", append([]string{"--rotation-idle", "0"}, busyFlags...)...)
 	agent, _ := strconv.Atoi(strings.TrimPrefix(r.w.waitNote("agent "), "agent "))
 	r.waitBusy()

@@ -94,7 +94,7 @@ func (w *vaultWorld) stop(p *proc) int {
 }
 
 func TestTokenInjectedAndMaterialized(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	w := newVaultWorld(t)
 	w.setenv("VAULT_TOKEN=hvs.should-not-leak", "NOTIFY_SOCKET=/nonexistent/notify", "WATCHDOG_USEC=1000000",
 		"CREDENTIALS_DIRECTORY=", "VAULT_NAMESPACE=", "SOME_RANDOM=1", "T3CODE_FLAG=on")
@@ -152,7 +152,7 @@ func TestTokenInjectedAndMaterialized(t *testing.T) {
 }
 
 func TestOptOutRemovesTheEnvFileAndStartsWithoutToken(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	w := newVaultWorld(t)
 	// A token from an earlier opt-in, and one inherited from the old unit's EnvironmentFile=.
 	os.WriteFile(w.envFile(), []byte("CLAUDE_CODE_OAUTH_TOKEN="+w.token+"\n"), 0o600)
@@ -177,7 +177,7 @@ func TestOptOutRemovesTheEnvFileAndStartsWithoutToken(t *testing.T) {
 }
 
 func TestVaultDownFallsBackAndNeverDeletes(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	w := newVaultWorld(t)
 	content := "CLAUDE_CODE_OAUTH_TOKEN=" + w.token + "\n"
 	os.WriteFile(w.envFile(), []byte(content), 0o600)
@@ -200,7 +200,7 @@ func TestVaultDownFallsBackAndNeverDeletes(t *testing.T) {
 }
 
 func TestCredentialFailuresWithoutFallback(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	t.Run("unavailable", func(t *testing.T) {
 		w := newVaultWorld(t)
 		w.v.Stop()
@@ -253,7 +253,7 @@ func (w *world) assertNothingStarted() {
 }
 
 func TestInheritedForeignTokenDropped(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	w := newVaultWorld(t)
 	foreign := vaulttest.FakeToken()
 	w.setenv("CLAUDE_CODE_OAUTH_TOKEN=" + foreign)
@@ -270,7 +270,7 @@ func TestInheritedForeignTokenDropped(t *testing.T) {
 
 // --dry-run really talks to Vault, prints the plan, and writes or starts nothing.
 func TestDryRun(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	w := newVaultWorld(t)
 	code, p := w.run("--no-cgroup", "--dry-run", "--", "serve", "--port", "3773")
 	if code != 0 {
@@ -311,7 +311,7 @@ func TestDryRun(t *testing.T) {
 }
 
 func TestExitCodesPassThrough(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	for _, tc := range []struct {
 		mode string
 		code int
@@ -341,7 +341,7 @@ func TestExitCodesPassThrough(t *testing.T) {
 // SIGTERM: t3 gets SIGTERM, then, when it ignores it, everything it spawned gets SIGKILL after
 // --stop-timeout, setsid'd grandchildren included. SIGHUP is not forwarded.
 func TestStopAndSignals(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	w := newVaultWorld(t)
 	w.setenv("T3_FAKE_MODE=orphan")
 	p, r := w.runServe()
@@ -397,7 +397,7 @@ func atoiOr0(s string) int {
 // A new KV version reaches the env file and the journal on SIGHUP; an outage during a re-read
 // changes nothing and is reported once, however many re-reads fail in it.
 func TestRotationWithRealVault(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	w := newVaultWorld(t)
 	runtime := filepath.Join(w.dir, "runtime")
 	if err := os.Mkdir(runtime, 0o755); err != nil {
@@ -447,7 +447,7 @@ func TestRotationWithRealVault(t *testing.T) {
 }
 
 func TestRotationRestartAlways(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	w := newVaultWorld(t)
 	w.exe = shortRefreshBin(t)
 	p, _ := w.runServe("--refresh-interval", "2s", "--restart-on-rotation", "always")
