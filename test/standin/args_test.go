@@ -189,6 +189,26 @@ func TestInflatePacing(t *testing.T) {
 		t.Errorf("grew in %d steps %v; want it spread over time", len(steps), steps)
 	}
 
+	// A balloon whose first step was slow (starved page faults) catches up in bounded steps.
+	steps = nil
+	slow := true
+	got, err = inflate(context.Background(), 1<<30, 3*maxStep, time.Millisecond, func(n int64) error {
+		steps = append(steps, n)
+		if slow {
+			slow = false
+			time.Sleep(200 * time.Millisecond) // about 200 MiB due at 1 GiB/s
+		}
+		return nil
+	})
+	if err != nil || got != 3*maxStep {
+		t.Fatalf("slow start: inflate = %d, %v; steps %v", got, err, steps)
+	}
+	for _, n := range steps {
+		if n > maxStep {
+			t.Errorf("slow start: a step of %d bytes, over %d; steps %v", n, int64(maxStep), steps)
+		}
+	}
+
 	boom := errors.New("mmap: cannot allocate memory")
 	if _, err := inflate(context.Background(), 1<<30, 0, time.Millisecond, func(int64) error { return boom }); err != boom {
 		t.Errorf("a failing grow: %v", err)

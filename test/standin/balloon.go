@@ -9,6 +9,13 @@ import (
 // balloonTick is how often a balloon grows; at 64M/s a step is 3.2 MiB.
 const balloonTick = 50 * time.Millisecond
 
+// maxStep bounds one grow: a balloon that fell behind its schedule (its page faults starved on a
+// loaded host: one guest's balloon started 258 s late) catches up in steps of this size, not in one
+// mmap of everything due, which the kernel's overcommit heuristic refuses with ENOMEM once it is
+// larger than RAM (mm/util.c __vm_enough_memory): the tool then dies of its own error instead of
+// the memory limit the test is about.
+const maxStep = 64 << 20
+
 // inflate calls grow with the bytes due, so that rate bytes per second have been asked for since
 // the start, until limit bytes (0: until ctx ends) and returns the total. The schedule follows the
 // clock, not the number of steps, so slow page faults (a host under pressure) delay growth but do
@@ -33,7 +40,11 @@ func inflate(ctx context.Context, rate, limit int64, tick time.Duration, grow fu
 		if limit > 0 && due > limit {
 			due = limit
 		}
-		if n := due - total; n > 0 {
+		n := due - total
+		if n > maxStep {
+			n = maxStep
+		}
+		if n > 0 {
 			if err := grow(n); err != nil {
 				return total, err
 			}
@@ -41,6 +52,13 @@ func inflate(ctx context.Context, rate, limit int64, tick time.Duration, grow fu
 		}
 		if limit > 0 && total >= limit {
 			return total, nil
+		}
+		if total+maxStep <= due {
+			// Still behind: the next step at once, not at the next tick.
+			if err := ctx.Err(); err != nil {
+				return total, err
+			}
+			continue
 		}
 		select {
 		case <-t.C:
