@@ -56,8 +56,9 @@ func (t *Tree) notifyMemoryEvents(ctx context.Context) (<-chan struct{}, func(),
 // counts the leaf, agents/ and workload/ in turn (mm/memcontrol.c, memcg_memory_event), waking
 // the watch through agents/' notification before it counts workload/'s: a look that reads the
 // moved counter can find the victim still alive, with no SIGKILL pending, and reported the kill
-// without a victim (the VM soak, about once in 100-1000 balloons). A place tick later the victim
-// is dying or gone. Two seconds is twenty place ticks, room for a guest whose CPU the host took
+// without a victim (the likeliest cause of the VM soak's unnamed kills, about one in 100-1000
+// balloons; a soak of 300 after this change needed no later look). A place tick later the
+// victim is dying or gone. Two seconds is twenty place ticks, room for a guest whose CPU the host took
 // away for a while; the expiry comes after a look's naming, so even a late loop looks once more.
 const oomHold = 2 * time.Second
 
