@@ -30,6 +30,10 @@ type OOMKill struct {
 	// Seen is CLOCK_MONOTONIC when the watch read the moved counter: with the kernel's own
 	// timestamp of the kill it splits the event's latency into noticing and reporting.
 	Seen time.Duration
+	// Held is how long after Seen the victim was found (by a later look, 0: at once), or the
+	// report without one was given up on: the kernel counts the kill before it signals the
+	// victim (oom_linux.go, oomHold).
+	Held time.Duration
 }
 
 // PressureKill: the supervisor ended the largest agent process on sustained memory pressure.

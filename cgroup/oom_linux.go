@@ -49,6 +49,27 @@ func (t *Tree) notifyMemoryEvents(ctx context.Context) (<-chan struct{}, func(),
 	return c, func() { f.Close() }, nil
 }
 
+// oomHold is how long an OOM kill whose victim cannot be named at once waits for the next looks
+// (each place tick, each memory event) before it is reported unnamed. The kernel raises the
+// oom_kill event before it signals the victim (mm/oom_kill.c, __oom_kill_process: "Raise event
+// before sending signal: task reaper must see this", then do_send_sig_info(SIGKILL)), and it
+// counts the leaf, agents/ and workload/ in turn (mm/memcontrol.c, memcg_memory_event), waking
+// the watch through agents/' notification before it counts workload/'s: a look that reads the
+// moved counter can find the victim still alive, with no SIGKILL pending, and reported the kill
+// without a victim (the likeliest cause of the VM soak's unnamed kills, about one in 100-1000
+// balloons; a soak of 300 after this change needed no later look). A place tick later the
+// victim is dying or gone. Two seconds is twenty place ticks, room for a guest whose CPU the host took
+// away for a while; the expiry comes after a look's naming, so even a late loop looks once more.
+const oomHold = 2 * time.Second
+
+// heldKill is an OOM kill the watch counted but has not reported yet: no victim was found.
+type heldKill struct {
+	count uint64        // workload memory.events oom_kill after this kill
+	seen  time.Duration // CLOCK_MONOTONIC when the moved counter was read
+	at    time.Time     // the watch's clock then
+	leaf  string        // the agent leaf whose own counter moved, for an unnamed report
+}
+
 // onMemoryEvents runs when memory.events of workload/ or agents/ changed.
 func (w *watcher) onMemoryEvents(ctx context.Context) {
 	w.hot = true
@@ -58,27 +79,62 @@ func (w *watcher) onMemoryEvents(ctx context.Context) {
 		w.warn(ctx, err)
 		return
 	}
+	now := w.clock.Now()
 	if ev.OOMKill <= w.oom {
+		if ev.OOM > w.oomSeen {
+			// The oom counter moves in mem_cgroup_oom before the OOM killer chooses (mm/memcontrol.c):
+			// its victim is alive and in its leaf now, and is sampled so that it can be named even
+			// if it is reaped before the watch reads the kill.
+			w.oomSeen = ev.OOM
+			w.refresh()
+		}
+		w.nameHeld(ctx, now)
 		return
 	}
-	n := ev.OOMKill - w.oom
+	w.oomSeen = ev.OOM
+	fresh := int(ev.OOMKill - w.oom)
+	for c := w.oom + 1; c <= ev.OOMKill; c++ {
+		w.held = append(w.held, heldKill{count: c, seen: seen, at: now})
+	}
 	w.oom = ev.OOMKill
-	victims := w.findVictims(int(n))
-	for _, v := range victims {
-		if k, ok := w.kills[v.PID]; ok { // the kernel was faster than our pressure kill
-			unix.Close(k.pidfd)
-			delete(w.kills, v.PID)
-		}
-		w.emit(ctx, OOMKill{Victim: v, Known: true, Count: ev.OOMKill, Seen: seen})
-		w.releaseVictim(ctx, v)
+	w.nameHeld(ctx, now)
+	// The leaf, for a report without a victim, is read now: later kills move the leaves'
+	// counters again. Victims are found oldest kill first, so the kills still held are the newest.
+	if fresh > len(w.held) {
+		fresh = len(w.held)
 	}
-	for i := len(victims); i < int(n); i++ {
-		w.emit(ctx, OOMKill{Victim: Victim{Leaf: w.leafOfKill()}, Count: ev.OOMKill, Seen: seen})
+	for i := len(w.held) - fresh; i < len(w.held); i++ {
+		w.held[i].leaf = w.leafOfKill()
 	}
-	if len(victims) > 0 {
+	if fresh == 0 {
 		w.leafOfKill() // keep the per-leaf counters current
 	}
+	// Every process as it is now, the victim among them if it has no SIGKILL yet: the next look
+	// names it from this sample even once its parent has reaped it.
 	w.refresh()
+}
+
+// nameHeld names the held kills' victims, oldest kill first, and reports the kills that found
+// none within oomHold without one.
+func (w *watcher) nameHeld(ctx context.Context, now time.Time) {
+	if len(w.held) == 0 {
+		return
+	}
+	for _, v := range w.findVictims(len(w.held)) {
+		k := w.held[0]
+		w.held = w.held[1:]
+		if pk, ok := w.kills[v.PID]; ok { // the kernel was faster than our pressure kill
+			unix.Close(pk.pidfd)
+			delete(w.kills, v.PID)
+		}
+		w.emit(ctx, OOMKill{Victim: v, Known: true, Count: k.count, Seen: k.seen, Held: now.Sub(k.at)})
+		w.releaseVictim(ctx, v)
+	}
+	for len(w.held) > 0 && now.Sub(w.held[0].at) >= oomHold {
+		k := w.held[0]
+		w.held = w.held[1:]
+		w.emit(ctx, OOMKill{Victim: Victim{Leaf: k.leaf}, Count: k.count, Seen: k.seen, Held: now.Sub(k.at)})
+	}
 }
 
 // findVictims names up to n processes the OOM killer just took: those of the last sample that

@@ -73,6 +73,8 @@ type watcher struct {
 	procs   map[int]Victim   // the last sample of every workload process, for naming victims
 	gone    map[int]goneProc // vanished since the last sample, not yet named
 	oom     uint64           // workload memory.events oom_kill seen so far
+	oomSeen uint64           // workload memory.events oom seen so far
+	held    []heldKill       // OOM kills counted, their victims not found yet (oom_linux.go)
 	hot     bool             // near a limit: sample processes at PlaceInterval, not rarely
 	quiet   int              // sample ticks since the last process refresh while not hot
 	hist    []PressureSample
@@ -111,7 +113,7 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 	cfg.defaults()
 	w := newWatcher(t, cfg)
 	if ev, err := t.memoryEvents(WorkloadDir); err == nil {
-		w.oom = ev.OOMKill
+		w.oom, w.oomSeen = ev.OOMKill, ev.OOM
 	}
 	if cfg.ShimExe != "" {
 		w.shim, _ = os.Stat(cfg.ShimExe)
@@ -147,19 +149,7 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 			case <-notify:
 				w.onMemoryEvents(ctx)
 			case now := <-place.C():
-				w.guardLimits(ctx)
-				w.police(ctx)
-				w.place(ctx)
-				if !w.hot {
-					// One small read: a balloon grows from nothing to memory.max in about a
-					// second, far faster than the 1 s samples notice.
-					cur, _ := w.t.readUint(WorkloadDir, "memory.current")
-					w.hot = w.nearLimits(PressureSample{Current: cur})
-				}
-				if w.hot {
-					w.refresh()
-				}
-				w.checkKills(ctx, now)
+				w.placeTick(ctx, now)
 			case now := <-tick.C():
 				w.sampleTick(ctx, now)
 			case <-w.psiWake():
@@ -169,6 +159,24 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 		}
 	}()
 	return w.out, nil
+}
+
+// placeTick is one look of the place ticker (PlaceInterval).
+func (w *watcher) placeTick(ctx context.Context, now time.Time) {
+	w.nameHeld(ctx, now) // an OOM kill waiting for its victim: this look may find it
+	w.guardLimits(ctx)
+	w.police(ctx)
+	w.place(ctx)
+	if !w.hot {
+		// One small read: a balloon grows from nothing to memory.max in about a
+		// second, far faster than the 1 s samples notice.
+		cur, _ := w.t.readUint(WorkloadDir, "memory.current")
+		w.hot = w.nearLimits(PressureSample{Current: cur})
+	}
+	if w.hot {
+		w.refresh()
+	}
+	w.checkKills(ctx, now)
 }
 
 func (w *watcher) emit(ctx context.Context, e Event) {

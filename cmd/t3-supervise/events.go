@@ -602,7 +602,10 @@ type OOMKillEvent struct {
 	_        struct{} `journal:"T3_KILLER=kernel"`
 	Count    uint64   `journal:"T3_OOM_KILL_COUNT"`
 	SeenUsec int64    `journal:"T3_SEEN_MONOTONIC_USEC"`
-	Leaf     string   `journal:"T3_CGROUP,omitempty"`
+	// HeldUsec: the victim was found by a look after the one that read the moved counter, this
+	// long after it (the kernel counts the kill before it signals the victim).
+	HeldUsec int64  `journal:"T3_HELD_USEC,omitempty"`
+	Leaf     string `journal:"T3_CGROUP,omitempty"`
 	Victim   *Victim
 	Server   bool `journal:"-"` // the victim was t3 serve itself
 }

@@ -381,7 +381,7 @@ func emitCgroupEvent(ev *events, e cgroup.Event, serverPID int) {
 	case cgroup.LeafRemoved:
 		ev.emit(AgentLeafRemovedEvent{Leaf: e.Leaf})
 	case cgroup.OOMKill:
-		x := OOMKillEvent{Count: e.Count, SeenUsec: e.Seen.Microseconds(), Leaf: e.Victim.Leaf}
+		x := OOMKillEvent{Count: e.Count, SeenUsec: e.Seen.Microseconds(), HeldUsec: e.Held.Microseconds(), Leaf: e.Victim.Leaf}
 		if e.Known {
 			v := victimOf(e.Victim)
 			x.Victim, x.Server = &v, e.Victim.PID == serverPID
