@@ -33,8 +33,12 @@ func (w *watcher) guardLimits(ctx context.Context) {
 func (w *watcher) guard(ctx context.Context, dir string, s Step) {
 	d := w.t.Dir(dir)
 	key := path.Join(dir, s.File)
+	armed := w.armFile(d, s.File)
 	b, err := readFile(d, s.File)
 	if errors.Is(err, os.ErrPermission) && w.chmodBack(d, s.File) {
+		if !armed {
+			w.armFile(d, s.File) // inotify_add_watch needs the read access chmodBack gave back
+		}
 		b, err = readFile(d, s.File)
 	}
 	if errors.Is(err, os.ErrNotExist) {

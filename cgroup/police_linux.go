@@ -86,6 +86,7 @@ func (w *watcher) police(ctx context.Context) {
 	if w.cfg.SupervisorPID <= 0 {
 		return
 	}
+	w.armFile(w.t.Dir(SupervisorDir), "cgroup.procs")
 	pids, _ := w.t.procs(SupervisorDir)
 	for _, pid := range pids {
 		if pid != w.cfg.SupervisorPID && !w.t.expected(pid) {
@@ -98,6 +99,7 @@ func (w *watcher) police(ctx context.Context) {
 	// controllers out of the cgroup.subtree_control first, to escape the limits below, and
 	// blocks their restore (EBUSY) while it stays (guard_linux.go).
 	for _, dir := range []string{".", WorkloadDir, AgentsDir} {
+		w.armFile(w.t.Dir(dir), "cgroup.procs")
 		pids, _ = w.t.procs(dir)
 		for _, pid := range pids {
 			w.killStray(ctx, pid, dir)
@@ -105,6 +107,7 @@ func (w *watcher) police(ctx context.Context) {
 	}
 	known := map[string][]string{".": {SupervisorDir, WorkloadDir}, WorkloadDir: {"server", "agents"}, ServerDir: nil}
 	for dir, want := range known {
+		w.armDir(w.t.Dir(dir))
 		entries, err := os.ReadDir(w.t.Dir(dir))
 		if err != nil {
 			continue

@@ -91,6 +91,8 @@ type watcher struct {
 	strays      map[int]uint64    // processes killed for escaping (pid -> start), reported once
 	guardErr    map[string]string // limit file -> the failure to restore it said last (guard_linux.go)
 	psi         *psiTrigger       // nil: sampling mode (psi_linux.go)
+	n           *notifier         // the inotify instance (notify_linux.go); nil: none (unit tests of single mechanisms)
+	looks       int               // place ticks so far, to time the sweep (look_linux.go)
 }
 
 func newWatcher(t *Tree, cfg WatchConfig) *watcher {
@@ -123,10 +125,11 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 			w.out <- PressureUnavailable{Err: err}
 		}
 	}
-	notify, closeNotify, err := t.notifyMemoryEvents(ctx)
+	n, err := t.newNotifier()
 	if err != nil {
 		return nil, err
 	}
+	w.n = n
 	w.psi = w.startPSI(ctx)
 	// The tickers start here, not in the goroutine: a clock stepped right after Watch returns
 	// must find them.
@@ -134,32 +137,23 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 	tick := w.clock.NewTicker(cfg.SampleInterval)
 	go func() {
 		defer close(w.out)
-		defer closeNotify()
+		defer n.close()
 		defer w.stopPSI()
 		defer w.closeKills()
 		defer place.Stop()
 		defer tick.Stop()
+		w.fullLook(ctx)
 		w.refresh()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-notify:
+			case <-n.memC:
 				w.onMemoryEvents(ctx)
+			case <-n.look:
+				w.fullLook(ctx)
 			case now := <-place.C():
-				w.guardLimits(ctx)
-				w.police(ctx)
-				w.place(ctx)
-				if !w.hot {
-					// One small read: a balloon grows from nothing to memory.max in about a
-					// second, far faster than the 1 s samples notice.
-					cur, _ := w.t.readUint(WorkloadDir, "memory.current")
-					w.hot = w.nearLimits(PressureSample{Current: cur})
-				}
-				if w.hot {
-					w.refresh()
-				}
-				w.checkKills(ctx, now)
+				w.placeTick(ctx, now)
 			case now := <-tick.C():
 				w.sampleTick(ctx, now)
 			case <-w.psiWake():
@@ -169,6 +163,26 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 		}
 	}()
 	return w.out, nil
+}
+
+// placeTick is one look at PlaceInterval: the sweep's full look every sweepEvery ticks
+// (look_linux.go), placement, and the small read that makes the watch hot.
+func (w *watcher) placeTick(ctx context.Context, now time.Time) {
+	w.looks++
+	if w.looks%w.sweepEvery() == 0 {
+		w.fullLook(ctx)
+	}
+	w.moveOut(ctx)
+	if !w.hot {
+		// One small read: a balloon grows from nothing to memory.max in about a
+		// second, far faster than the 1 s samples notice.
+		cur, _ := w.t.readUint(WorkloadDir, "memory.current")
+		w.hot = w.nearLimits(PressureSample{Current: cur})
+	}
+	if w.hot {
+		w.refresh()
+	}
+	w.checkKills(ctx, now)
 }
 
 func (w *watcher) emit(ctx context.Context, e Event) {
