@@ -38,6 +38,22 @@ func (w *watcher) sweepEvery() int {
 	return 1
 }
 
+// maxEventLooks bounds the full looks inotify events start between two place ticks; an event
+// beyond it waits for the next tick, as every change did before. The user owns the watched
+// files: an agent writing one in a loop must not turn the watch into a busy loop (each full look
+// is some 40 files), and a restore raises an event of its own.
+const maxEventLooks = 4
+
+// lookEvent answers an inotify event of the look's watches.
+func (w *watcher) lookEvent(ctx context.Context) {
+	if w.eventLooks >= maxEventLooks {
+		w.lookDue = true
+		return
+	}
+	w.eventLooks++
+	w.fullLook(ctx)
+}
+
 // fullLook kills strays first (one in workload/ or agents/ blocks a cgroup.subtree_control
 // restore with EBUSY), then takes over new leaves, so that the guard reads back (and arms) their
 // limits in the same look.

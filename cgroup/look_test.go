@@ -128,6 +128,13 @@ func watchOnFrozenClock(t *testing.T, tree *Tree, cfg WatchConfig) <-chan Event 
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The watch's first full look runs when it starts and might find a change a test makes
+	// right after: wait for it. The loop is one goroutine, so an OOM kill counted in
+	// memory.events (its own inotify watch) is answered after that look.
+	if err := os.WriteFile(tree.Dir(WorkloadDir+"/memory.events"), []byte("oom_kill 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, events, "the OOM kill after the first look", func(e Event) bool { _, ok := e.(OOMKill); return ok })
 	return events
 }
 
@@ -157,8 +164,7 @@ func TestDriftRestoredOnItsEvent(t *testing.T) {
 	events := watchOnFrozenClock(t, tree, cfg)
 	leaf := AgentsDir + "/5003-103/memory.max"
 	for _, f := range []string{WorkloadDir + "/memory.max", leaf} {
-		// The first full look may still be running: whether it or the event restores the file,
-		// it is restored without a tick. A plain file is written in two steps (O_TRUNC, then
+		// A plain file is written in two steps (O_TRUNC, then
 		// the bytes), each its own event, where cgroupfs takes a value in one write(2); replaced
 		// by rename, it changes at once and the old inode gets IN_ATTRIB (its link count,
 		// fsnotify_move). The write itself on cgroupfs: TestCgroupfsRaisesTheLooksEvents.
@@ -297,5 +303,36 @@ func TestCgroupfsRaisesTheLooksEvents(t *testing.T) {
 			t.Errorf("%s: no inotify event on %s", c.name, c.watch)
 		}
 		n.close()
+	}
+}
+
+// A storm of events (an agent writing a limit file in a loop) starts at most maxEventLooks full
+// looks between two place ticks; the rest is one look at the next tick.
+func TestEventLooksAreBounded(t *testing.T) {
+	tree, cfg := lookTree(t)
+	w := newWatcher(tree, cfg)
+	ctx := context.Background()
+	f := WorkloadDir + "/memory.max"
+	drifts := func(events int) (restored int) {
+		for range events {
+			replaceFile(t, tree.Dir(f), "max")
+			w.lookEvent(ctx)
+		}
+		for len(w.out) > 0 {
+			if r, ok := (<-w.out).(LimitRestored); ok && r.File == f {
+				restored++
+			}
+		}
+		return restored
+	}
+	if got := drifts(maxEventLooks + 3); got != maxEventLooks {
+		t.Errorf("%d events before a tick: %d looks, want %d", maxEventLooks+3, got, maxEventLooks)
+	}
+	w.placeTick(ctx, w.clock.Now()) // not a sweep tick: the look is the one due
+	if got := drifts(0); got != 1 {
+		t.Errorf("the tick after the storm: %d looks, want the one due", got)
+	}
+	if got := drifts(1); got != 1 {
+		t.Errorf("after the tick: %d looks for an event, want 1 (the budget is back)", got)
 	}
 }

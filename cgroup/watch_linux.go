@@ -93,6 +93,8 @@ type watcher struct {
 	psi         *psiTrigger       // nil: sampling mode (psi_linux.go)
 	n           *notifier         // the inotify instance (notify_linux.go); nil: none (unit tests of single mechanisms)
 	looks       int               // place ticks so far, to time the sweep (look_linux.go)
+	eventLooks  int               // full looks on inotify events since the last place tick
+	lookDue     bool              // an event found the budget spent: a full look at the next tick
 }
 
 func newWatcher(t *Tree, cfg WatchConfig) *watcher {
@@ -151,7 +153,7 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 			case <-n.memC:
 				w.onMemoryEvents(ctx)
 			case <-n.look:
-				w.fullLook(ctx)
+				w.lookEvent(ctx)
 			case now := <-place.C():
 				w.placeTick(ctx, now)
 			case now := <-tick.C():
@@ -169,9 +171,10 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 // (look_linux.go), placement, and the small read that makes the watch hot.
 func (w *watcher) placeTick(ctx context.Context, now time.Time) {
 	w.looks++
-	if w.looks%w.sweepEvery() == 0 {
+	if w.lookDue || w.looks%w.sweepEvery() == 0 {
 		w.fullLook(ctx)
 	}
+	w.lookDue, w.eventLooks = false, 0
 	w.moveOut(ctx)
 	if !w.hot {
 		// One small read: a balloon grows from nothing to memory.max in about a
