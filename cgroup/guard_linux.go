@@ -77,7 +77,7 @@ func (w *watcher) chmodBack(dir, file string) bool {
 }
 
 // guardWarn says a failure once per file until it changes or the file is in order again: the
-// look runs every PlaceInterval.
+// look runs on every event and at every sweep.
 func (w *watcher) guardWarn(ctx context.Context, key string, err error) {
 	if w.guardErr[key] == err.Error() {
 		return

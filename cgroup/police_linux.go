@@ -32,9 +32,10 @@ import (
 // (cgroup_procs_write_permission checks that both ends are below the writer's namespace root),
 // but creating one needs CAP_SYS_ADMIN, so a user namespace, around every agent.
 //
-// So the watch polices the subtree every PlaceInterval (reading supervisor/cgroup.procs, the
-// unit's own, and three small directories: a few syscalls), and a process anywhere it does not
-// belong is killed (SIGKILL
+// So the watch polices the subtree (reading supervisor/cgroup.procs, the unit's own, those of
+// workload/ and agents/, and three small directories) at once when one of them changes, and at
+// the sweep every second (look_linux.go: a process started by clone3 with CLONE_INTO_CGROUP
+// writes no cgroup.procs), and a process anywhere it does not belong is killed (SIGKILL
 // through a pidfd, after checking it is still the process that was read). Killed, not moved
 // back: nothing of t3's ever moves itself out of the workload, and a process moved back could
 // move out again every time, each time out of the limits until the next look. supervisor/ also
