@@ -131,6 +131,10 @@ func (w *watcher) clearForeign(ctx context.Context, dir string, depth int) {
 	if depth > 16 {
 		return
 	}
+	// Watched while it lasts: a cgroup made in it, or a process moved into it, before the rmdir
+	// below wakes the next look, not only the sweep.
+	w.armDir(w.t.Dir(dir))
+	w.armFile(w.t.Dir(dir), "cgroup.procs")
 	entries, _ := os.ReadDir(w.t.Dir(dir))
 	for _, e := range entries {
 		if e.IsDir() {
