@@ -51,14 +51,15 @@ func (w *watcher) lookEvent(ctx context.Context) {
 		return
 	}
 	w.eventLooks++
-	w.fullLook(ctx)
+	w.fullLook(ctx, false)
 }
 
-// fullLook kills strays first (one in workload/ or agents/ blocks a cgroup.subtree_control
+// fullLook is the look of an event, or of the sweep (sweep: empty foreign cgroups are removed
+// too, policeLook). It kills strays first (one in workload/ or agents/ blocks a cgroup.subtree_control
 // restore with EBUSY), then takes over new leaves, so that the guard reads back (and arms) their
 // limits in the same look.
-func (w *watcher) fullLook(ctx context.Context) {
-	w.police(ctx)
+func (w *watcher) fullLook(ctx context.Context, sweep bool) {
+	w.policeLook(ctx, sweep)
 	w.adoptLeaves(ctx)
 	w.guardLimits(ctx)
 }

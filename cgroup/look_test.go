@@ -56,7 +56,7 @@ func startLook(tb testing.TB, tree *Tree, cfg WatchConfig) *watcher {
 	}
 	tb.Cleanup(n.close)
 	w.n = n
-	w.fullLook(context.Background())
+	w.fullLook(context.Background(), true)
 	for len(w.out) > 0 {
 		<-w.out
 	}
@@ -223,7 +223,7 @@ func TestSweepEverySecond(t *testing.T) {
 	tree, cfg := lookTree(t)
 	w := newWatcher(tree, cfg) // no inotify instance: only the sweep
 	ctx := context.Background()
-	w.fullLook(ctx)
+	w.fullLook(ctx, true)
 	for len(w.out) > 0 {
 		<-w.out
 	}

@@ -82,8 +82,15 @@ func (t *Tree) expected(pid int) bool {
 	return slices.Contains(e.exe, [2]uint64{uint64(st.Dev), st.Ino})
 }
 
-// police kills processes where they do not belong.
-func (w *watcher) police(ctx context.Context) {
+// police kills processes where they do not belong, and removes the foreign cgroups it empties.
+func (w *watcher) police(ctx context.Context) { w.policeLook(ctx, true) }
+
+// policeLook is the police of a full look. On an inotify event (remove false) it kills, but
+// leaves an empty foreign cgroup to the sweep: a cgroup made a moment ago is about to receive
+// the process that made it (mkdir, then the write to its cgroup.procs, which is watched from
+// here on). Removed at once, the move fails and the escapee lives on, unreported, to try again;
+// left, the move is seen and the process killed and named (stray_killed), as before.
+func (w *watcher) policeLook(ctx context.Context, remove bool) {
 	if w.cfg.SupervisorPID <= 0 {
 		return
 	}
@@ -120,14 +127,14 @@ func (w *watcher) police(ctx context.Context) {
 				// user made is not systemd's.
 				continue
 			}
-			w.clearForeign(ctx, path.Join(dir, e.Name()), 0)
+			w.clearForeign(ctx, path.Join(dir, e.Name()), 0, remove)
 		}
 	}
 }
 
 // clearForeign kills every process in the cgroup dir (not made by the supervisor) and in the
-// cgroups below it, and removes them once empty, deepest first.
-func (w *watcher) clearForeign(ctx context.Context, dir string, depth int) {
+// cgroups below it, and (remove) removes them once empty, deepest first.
+func (w *watcher) clearForeign(ctx context.Context, dir string, depth int, remove bool) {
 	if depth > 16 {
 		return
 	}
@@ -138,12 +145,15 @@ func (w *watcher) clearForeign(ctx context.Context, dir string, depth int) {
 	entries, _ := os.ReadDir(w.t.Dir(dir))
 	for _, e := range entries {
 		if e.IsDir() {
-			w.clearForeign(ctx, path.Join(dir, e.Name()), depth+1)
+			w.clearForeign(ctx, path.Join(dir, e.Name()), depth+1, remove)
 		}
 	}
 	pids, _ := w.t.procs(dir)
 	for _, pid := range pids {
 		w.killStray(ctx, pid, dir)
+	}
+	if !remove {
+		return
 	}
 	if pop, err := w.t.Populated(dir); err == nil && !pop {
 		_ = unix.Rmdir(w.t.Dir(dir)) // EBUSY while a killed process is still exiting: next time

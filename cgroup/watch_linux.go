@@ -145,7 +145,7 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 		defer w.closeKills()
 		defer place.Stop()
 		defer tick.Stop()
-		w.fullLook(ctx)
+		w.fullLook(ctx, true)
 		w.refresh()
 		for {
 			select {
@@ -172,8 +172,8 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 // (look_linux.go), placement, and the small read that makes the watch hot.
 func (w *watcher) placeTick(ctx context.Context, now time.Time) {
 	w.looks++
-	if w.lookDue || w.looks%w.sweepEvery() == 0 {
-		w.fullLook(ctx)
+	if sweep := w.looks%w.sweepEvery() == 0; sweep || w.lookDue {
+		w.fullLook(ctx, sweep)
 	}
 	w.lookDue, w.eventLooks = false, 0
 	w.moveOut(ctx)
