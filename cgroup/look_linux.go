@@ -21,7 +21,8 @@ import (
 // armed when the guard reads it. What inotify cannot see is left to the sweep:
 //
 //   - clone3(2) with CLONE_INTO_CGROUP starts a process in a cgroup without a write to its
-//     cgroup.procs (into supervisor/, or a foreign cgroup made while a look ran);
+//     cgroup.procs (into supervisor/, or into a foreign cgroup, whose removal an event's look
+//     leaves to the sweep: policeLook);
 //   - a write by a path inotify does not hook (none is known on cgroupfs; the sweep bounds the
 //     cost of one being found).
 //
@@ -55,9 +56,9 @@ func (w *watcher) lookEvent(ctx context.Context) {
 }
 
 // fullLook is the look of an event, or of the sweep (sweep: empty foreign cgroups are removed
-// too, policeLook). It kills strays first (one in workload/ or agents/ blocks a cgroup.subtree_control
-// restore with EBUSY), then takes over new leaves, so that the guard reads back (and arms) their
-// limits in the same look.
+// too, policeLook). It kills strays first (one in workload/ or agents/ blocks a
+// cgroup.subtree_control restore with EBUSY), then takes over new leaves, so that the guard reads
+// back (and arms) their limits in the same look.
 func (w *watcher) fullLook(ctx context.Context, sweep bool) {
 	w.policeLook(ctx, sweep)
 	w.adoptLeaves(ctx)

@@ -43,8 +43,7 @@ type WatchConfig struct {
 	ShimExe string
 	// Plan is the plan applied to the subtree. The watch reads back the limits it wrote (and
 	// each placed leaf's, LeafSteps) when they change and at every sweep (look_linux.go), and
-	// writes back any that drifted: the user
-	// owns those files too (guard.go). Nil: not guarded.
+	// writes back any that drifted: the user owns those files too (guard.go). Nil: not guarded.
 	Plan []Step
 	// Clock runs the watch's tickers and grace periods and stamps its samples; nil is the wall
 	// clock (clock.go).
