@@ -122,6 +122,10 @@ func readSyscalls(tb testing.TB) int {
 func watchOnFrozenClock(t *testing.T, tree *Tree, cfg WatchConfig) <-chan Event {
 	t.Helper()
 	cfg.Clock = newFakeClock(t)
+	if len(LeafSteps(cfg.Limits)) != 0 {
+		t.Fatal("watchOnFrozenClock needs leaves without limits of their own")
+	}
+	replaceFile(t, tree.Dir(ServerDir+"/memory.low"), "0") // drifted before the watch starts
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	events, err := tree.Watch(ctx, cfg)
@@ -129,12 +133,12 @@ func watchOnFrozenClock(t *testing.T, tree *Tree, cfg WatchConfig) <-chan Event 
 		t.Fatal(err)
 	}
 	// The watch's first full look runs when it starts and might find a change a test makes
-	// right after: wait for it. The loop is one goroutine, so an OOM kill counted in
-	// memory.events (its own inotify watch) is answered after that look.
-	if err := os.WriteFile(tree.Dir(WorkloadDir+"/memory.events"), []byte("oom_kill 1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	waitEvent(t, events, "the OOM kill after the first look", func(e Event) bool { _, ok := e.(OOMKill); return ok })
+	// right after: wait for it. With no limits on the leaves the guard reads server/memory.low
+	// last (plan order, Guarded), so the restore of its drift is the end of that look.
+	waitEvent(t, events, "the first look's restore", func(e Event) bool {
+		r, ok := e.(LimitRestored)
+		return ok && r.File == ServerDir+"/memory.low"
+	})
 	return events
 }
 
@@ -161,9 +165,10 @@ func waitEvent(t *testing.T, events <-chan Event, what string, ok func(Event) bo
 // sweep. Before, only the next look (up to PlaceInterval) did it; on this frozen clock, never.
 func TestDriftRestoredOnItsEvent(t *testing.T) {
 	tree, cfg := lookTree(t)
+	cfg.Limits.AgentMemoryMax = Size{}
+	cfg.Plan = Plan(cfg.Limits)
 	events := watchOnFrozenClock(t, tree, cfg)
-	leaf := AgentsDir + "/5003-103/memory.max"
-	for _, f := range []string{WorkloadDir + "/memory.max", leaf} {
+	for _, f := range []string{WorkloadDir + "/memory.max", AgentsDir + "/memory.high"} {
 		// A plain file is written in two steps (O_TRUNC, then
 		// the bytes), each its own event, where cgroupfs takes a value in one write(2); replaced
 		// by rename, it changes at once and the old inode gets IN_ATTRIB (its link count,
@@ -183,6 +188,8 @@ func TestDriftRestoredOnItsEvent(t *testing.T) {
 // one in a cgroup made under workload/ (the mkdir's IN_CREATE wakes the look).
 func TestEscapeKilledOnItsEvent(t *testing.T) {
 	tree, cfg := lookTree(t)
+	cfg.Limits.AgentMemoryMax = Size{}
+	cfg.Plan = Plan(cfg.Limits)
 	events := watchOnFrozenClock(t, tree, cfg)
 	for _, dir := range []string{SupervisorDir, WorkloadDir + "/y"} {
 		cmd := exec.Command(os.Args[0])
