@@ -13,7 +13,8 @@
 //
 // Where things are: the limits as data, plan.go; the watch's loop, watch_linux.go, and each of its
 // mechanisms in its own file (placement place_linux.go, process samples sample_linux.go, OOM
-// victims oom_linux.go, pressure kills kill_linux.go, empty leaves cleanup_linux.go); the pressure
+// victims oom_linux.go, pressure kills kill_linux.go, empty leaves cleanup_linux.go, the full look
+// and its sweep look_linux.go, the inotify instance notify_linux.go); the pressure
 // policy and victim choice, pure and table-tested, pressure.go; the watch's events, events.go.
 //
 // Kernel and systemd rules this package keeps:
@@ -32,7 +33,11 @@
 //   - Its EventChan costs one inotify instance per cgroup (fs.inotify.max_user_instances is
 //     128 per user by default) and stops when the cgroup empties. memory.events is hierarchical
 //     and the kernel notifies every ancestor's file (mm/memcontrol.c, memcg_memory_event), so we
-//     watch the two parents with one inotify instance instead of every leaf.
+//     watch the two parents with one inotify instance instead of every leaf. The same instance
+//     watches the limit files the plan wrote, the policed cgroup.procs and the directories a
+//     cgroup can be made in (notify_linux.go): a write(2) raises IN_MODIFY on any file
+//     (vfs_write, fsnotify_modify), so the guard and the police run when something changed and
+//     at a sweep every second (look_linux.go), not at every 100 ms look.
 //   - A PSI trigger on agents/memory.pressure (psi.go chooses it, psi_linux.go arms and polls
 //     it) wakes the watch when pressure builds, so the samples may slow down while nothing is
 //     near a limit. The kernel takes windows of 500 ms to 10 s, and from a writer without

@@ -10,7 +10,8 @@ import (
 // the memory controller out of a cgroup.subtree_control (which drops the memory.* files of the
 // cgroups below, back to their defaults when it is enabled again), and escape every workload
 // limit. The kernel cannot stop it while the supervisor and the agents are one uid, so the watch
-// reads back, at every look, the few files the plan wrote, and restores any drift.
+// reads back the few files the plan wrote, and restores any drift: at once when one is written
+// or chmod'ed (inotify, look_linux.go), and at the sweep every second.
 
 // Guarded are the writes of steps that the watch keeps in place: every OpWrite with a value,
 // in plan order, so that a cgroup.subtree_control comes before the limit files it makes.

@@ -33,8 +33,12 @@ func (w *watcher) guardLimits(ctx context.Context) {
 func (w *watcher) guard(ctx context.Context, dir string, s Step) {
 	d := w.t.Dir(dir)
 	key := path.Join(dir, s.File)
+	armed := w.armFile(d, s.File)
 	b, err := readFile(d, s.File)
 	if errors.Is(err, os.ErrPermission) && w.chmodBack(d, s.File) {
+		if !armed {
+			w.armFile(d, s.File) // inotify_add_watch needs the read access chmodBack gave back
+		}
 		b, err = readFile(d, s.File)
 	}
 	if errors.Is(err, os.ErrNotExist) {
@@ -73,7 +77,7 @@ func (w *watcher) chmodBack(dir, file string) bool {
 }
 
 // guardWarn says a failure once per file until it changes or the file is in order again: the
-// look runs every PlaceInterval.
+// look runs on every event and at every sweep.
 func (w *watcher) guardWarn(ctx context.Context, key string, err error) {
 	if w.guardErr[key] == err.Error() {
 		return

@@ -4,8 +4,6 @@ package cgroup
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"sort"
 	"time"
 
@@ -16,38 +14,8 @@ import (
 
 // The kernel's OOM kills: noticing them (inotify on memory.events) and naming their victims.
 
-// notifyMemoryEvents watches workload/ and agents/ memory.events with one inotify instance:
-// the kernel raises IN_MODIFY on a memory.events file when its counters change, for the cgroup
-// and each ancestor (cgroup_file_notify in memcg_memory_event). Returns a channel that gets a
-// value when anything changed (coalesced).
-func (t *Tree) notifyMemoryEvents(ctx context.Context) (<-chan struct{}, func(), error) {
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		return nil, nil, fmt.Errorf("inotify_init1: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "inotify") // nonblocking: reads park the goroutine, Close wakes it
-	for _, d := range []string{WorkloadDir, AgentsDir} {
-		p := t.Dir(d + "/memory.events")
-		if _, err := unix.InotifyAddWatch(fd, p, unix.IN_MODIFY); err != nil {
-			f.Close()
-			return nil, nil, &Error{Path: p, Err: fmt.Errorf("inotify_add_watch: %w", err)}
-		}
-	}
-	c := make(chan struct{}, 1)
-	go func() {
-		buf := make([]byte, 64*unix.SizeofInotifyEvent)
-		for {
-			if _, err := f.Read(buf); err != nil {
-				return
-			}
-			select {
-			case c <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	return c, func() { f.Close() }, nil
-}
+// The inotify watch on memory.events that wakes onMemoryEvents is the watch's one instance
+// (notify_linux.go).
 
 // oomHold is how long an OOM kill whose victim cannot be named at once waits for the next looks
 // (each place tick, each memory event) before it is reported unnamed. The kernel raises the

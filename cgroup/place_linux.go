@@ -51,10 +51,18 @@ func (w *watcher) sharesServerMM(pid int) bool {
 	return errno == 0 && r == 0
 }
 
-// place moves every process in server/ other than the server into an agent leaf: an SDK may
+// place is one whole placement: the moves out of server/ and the leaves others made.
+func (w *watcher) place(ctx context.Context) {
+	w.moveOut(ctx)
+	w.adoptLeaves(ctx)
+}
+
+// moveOut moves every process in server/ other than the server into an agent leaf: an SDK may
 // spawn agents by absolute path, around the shim. A process is moved with the leaf of its
 // topmost ancestor below the server, so a tree that forked before we saw it stays together.
-func (w *watcher) place(ctx context.Context) {
+// It runs at every look (PlaceInterval): no kernel event announces a process forked into a
+// cgroup, so this stays a poll, of one file.
+func (w *watcher) moveOut(ctx context.Context) {
 	pids, err := w.t.procs(ServerDir)
 	if err != nil {
 		w.warn(ctx, err)
@@ -105,7 +113,13 @@ func (w *watcher) place(ctx context.Context) {
 		}
 	}
 	w.seen = seen
-	// Leaves the shim made for itself: apply the per-leaf limits and report them once.
+}
+
+// adoptLeaves applies the per-leaf limits to the leaves the shim made for itself, and reports
+// each once. A shim's mkdir in agents/ raises IN_CREATE there, which wakes a full look
+// (look_linux.go), so this runs then and at the sweep, not at every look.
+func (w *watcher) adoptLeaves(ctx context.Context) {
+	w.armDir(w.t.Dir(AgentsDir))
 	for _, leaf := range w.t.agentLeaves() {
 		if w.leaves[leaf] {
 			continue

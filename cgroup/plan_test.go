@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-func defaultLimits(t *testing.T) Limits {
+func defaultLimits(t testing.TB) Limits {
 	t.Helper()
 	var l Limits
 	for _, kv := range []struct {

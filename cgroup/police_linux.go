@@ -32,9 +32,10 @@ import (
 // (cgroup_procs_write_permission checks that both ends are below the writer's namespace root),
 // but creating one needs CAP_SYS_ADMIN, so a user namespace, around every agent.
 //
-// So the watch polices the subtree every PlaceInterval (reading supervisor/cgroup.procs, the
-// unit's own, and three small directories: a few syscalls), and a process anywhere it does not
-// belong is killed (SIGKILL
+// So the watch polices the subtree (reading supervisor/cgroup.procs, the unit's own, those of
+// workload/ and agents/, and three small directories) at once when one of them changes, and at
+// the sweep every second (look_linux.go: a process started by clone3 with CLONE_INTO_CGROUP
+// writes no cgroup.procs), and a process anywhere it does not belong is killed (SIGKILL
 // through a pidfd, after checking it is still the process that was read). Killed, not moved
 // back: nothing of t3's ever moves itself out of the workload, and a process moved back could
 // move out again every time, each time out of the limits until the next look. supervisor/ also
@@ -81,11 +82,19 @@ func (t *Tree) expected(pid int) bool {
 	return slices.Contains(e.exe, [2]uint64{uint64(st.Dev), st.Ino})
 }
 
-// police kills processes where they do not belong.
-func (w *watcher) police(ctx context.Context) {
+// police kills processes where they do not belong, and removes the foreign cgroups it empties.
+func (w *watcher) police(ctx context.Context) { w.policeLook(ctx, true) }
+
+// policeLook is the police of a full look. On an inotify event (remove false) it kills, but
+// leaves an empty foreign cgroup to the sweep: a cgroup made a moment ago is about to receive
+// the process that made it (mkdir, then the write to its cgroup.procs, which is watched from
+// here on). Removed at once, the move fails and the escapee lives on, unreported, to try again;
+// left, the move is seen and the process killed and named (stray_killed), as before.
+func (w *watcher) policeLook(ctx context.Context, remove bool) {
 	if w.cfg.SupervisorPID <= 0 {
 		return
 	}
+	w.armFile(w.t.Dir(SupervisorDir), "cgroup.procs")
 	pids, _ := w.t.procs(SupervisorDir)
 	for _, pid := range pids {
 		if pid != w.cfg.SupervisorPID && !w.t.expected(pid) {
@@ -98,6 +107,7 @@ func (w *watcher) police(ctx context.Context) {
 	// controllers out of the cgroup.subtree_control first, to escape the limits below, and
 	// blocks their restore (EBUSY) while it stays (guard_linux.go).
 	for _, dir := range []string{".", WorkloadDir, AgentsDir} {
+		w.armFile(w.t.Dir(dir), "cgroup.procs")
 		pids, _ = w.t.procs(dir)
 		for _, pid := range pids {
 			w.killStray(ctx, pid, dir)
@@ -105,6 +115,7 @@ func (w *watcher) police(ctx context.Context) {
 	}
 	known := map[string][]string{".": {SupervisorDir, WorkloadDir}, WorkloadDir: {"server", "agents"}, ServerDir: nil}
 	for dir, want := range known {
+		w.armDir(w.t.Dir(dir))
 		entries, err := os.ReadDir(w.t.Dir(dir))
 		if err != nil {
 			continue
@@ -116,26 +127,33 @@ func (w *watcher) police(ctx context.Context) {
 				// user made is not systemd's.
 				continue
 			}
-			w.clearForeign(ctx, path.Join(dir, e.Name()), 0)
+			w.clearForeign(ctx, path.Join(dir, e.Name()), 0, remove)
 		}
 	}
 }
 
 // clearForeign kills every process in the cgroup dir (not made by the supervisor) and in the
-// cgroups below it, and removes them once empty, deepest first.
-func (w *watcher) clearForeign(ctx context.Context, dir string, depth int) {
+// cgroups below it, and (remove) removes them once empty, deepest first.
+func (w *watcher) clearForeign(ctx context.Context, dir string, depth int, remove bool) {
 	if depth > 16 {
 		return
 	}
+	// Watched while it lasts: a cgroup made in it, or a process moved into it, before the rmdir
+	// below wakes the next look, not only the sweep.
+	w.armDir(w.t.Dir(dir))
+	w.armFile(w.t.Dir(dir), "cgroup.procs")
 	entries, _ := os.ReadDir(w.t.Dir(dir))
 	for _, e := range entries {
 		if e.IsDir() {
-			w.clearForeign(ctx, path.Join(dir, e.Name()), depth+1)
+			w.clearForeign(ctx, path.Join(dir, e.Name()), depth+1, remove)
 		}
 	}
 	pids, _ := w.t.procs(dir)
 	for _, pid := range pids {
 		w.killStray(ctx, pid, dir)
+	}
+	if !remove {
+		return
 	}
 	if pop, err := w.t.Populated(dir); err == nil && !pop {
 		_ = unix.Rmdir(w.t.Dir(dir)) // EBUSY while a killed process is still exiting: next time

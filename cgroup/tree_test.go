@@ -12,7 +12,7 @@ import (
 )
 
 // fakeUnit makes a plain directory that looks like a delegated unit cgroup to Discover.
-func fakeUnit(t *testing.T, controllers string, swap bool) (mount string) {
+func fakeUnit(t testing.TB, controllers string, swap bool) (mount string) {
 	t.Helper()
 	mount = t.TempDir()
 	base := filepath.Join(mount, "system.slice", "t3-supervise@alice.service")

@@ -42,8 +42,8 @@ type WatchConfig struct {
 	// (and the event says so), and takes over if it is still there after shimGrace.
 	ShimExe string
 	// Plan is the plan applied to the subtree. The watch reads back the limits it wrote (and
-	// each placed leaf's, LeafSteps) at every look and writes back any that drifted: the user
-	// owns those files too (guard.go). Nil: not guarded.
+	// each placed leaf's, LeafSteps) when they change and at every sweep (look_linux.go), and
+	// writes back any that drifted: the user owns those files too (guard.go). Nil: not guarded.
 	Plan []Step
 	// Clock runs the watch's tickers and grace periods and stamps its samples; nil is the wall
 	// clock (clock.go).
@@ -93,6 +93,10 @@ type watcher struct {
 	strays      map[int]uint64    // processes killed for escaping (pid -> start), reported once
 	guardErr    map[string]string // limit file -> the failure to restore it said last (guard_linux.go)
 	psi         *psiTrigger       // nil: sampling mode (psi_linux.go)
+	n           *notifier         // the inotify instance (notify_linux.go); nil: none (unit tests of single mechanisms)
+	looks       int               // place ticks so far, to time the sweep (look_linux.go)
+	eventLooks  int               // full looks on inotify events since the last place tick
+	lookDue     bool              // an event found the budget spent: a full look at the next tick
 }
 
 func newWatcher(t *Tree, cfg WatchConfig) *watcher {
@@ -125,10 +129,11 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 			w.out <- PressureUnavailable{Err: err}
 		}
 	}
-	notify, closeNotify, err := t.notifyMemoryEvents(ctx)
+	n, err := t.newNotifier()
 	if err != nil {
 		return nil, err
 	}
+	w.n = n
 	w.psi = w.startPSI(ctx)
 	// The tickers start here, not in the goroutine: a clock stepped right after Watch returns
 	// must find them.
@@ -136,18 +141,21 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 	tick := w.clock.NewTicker(cfg.SampleInterval)
 	go func() {
 		defer close(w.out)
-		defer closeNotify()
+		defer n.close()
 		defer w.stopPSI()
 		defer w.closeKills()
 		defer place.Stop()
 		defer tick.Stop()
+		w.fullLook(ctx, true)
 		w.refresh()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-notify:
+			case <-n.memC:
 				w.onMemoryEvents(ctx)
+			case <-n.look:
+				w.lookEvent(ctx)
 			case now := <-place.C():
 				w.placeTick(ctx, now)
 			case now := <-tick.C():
@@ -161,12 +169,16 @@ func (t *Tree) Watch(ctx context.Context, cfg WatchConfig) (<-chan Event, error)
 	return w.out, nil
 }
 
-// placeTick is one look of the place ticker (PlaceInterval).
+// placeTick is one look at PlaceInterval: the sweep's full look every sweepEvery ticks
+// (look_linux.go), placement, and the small read that makes the watch hot.
 func (w *watcher) placeTick(ctx context.Context, now time.Time) {
 	w.nameHeld(ctx, now) // an OOM kill waiting for its victim: this look may find it
-	w.guardLimits(ctx)
-	w.police(ctx)
-	w.place(ctx)
+	w.looks++
+	if sweep := w.looks%w.sweepEvery() == 0; sweep || w.lookDue {
+		w.fullLook(ctx, sweep)
+	}
+	w.lookDue, w.eventLooks = false, 0
+	w.moveOut(ctx)
 	if !w.hot {
 		// One small read: a balloon grows from nothing to memory.max in about a
 		// second, far faster than the 1 s samples notice.

@@ -14,7 +14,7 @@ import (
 )
 
 // fakeTree is a set-up subtree on plain files, as a real run's Apply leaves it.
-func fakeTree(t *testing.T) *Tree {
+func fakeTree(t testing.TB) *Tree {
 	t.Helper()
 	tree, err := Discover(strings.NewReader(unitLine), Options{Mount: fakeUnit(t, "memory pids", true), FakeFS: true})
 	if err != nil {
