@@ -17,6 +17,9 @@ PKGS_VM := qemu-system-x86 qemu-utils mmdebstrap busybox-static cpio e2fsprogs k
 # Guests booted at once by make test-vm (test/vm/e2e --jobs): a guest keeps about one core busy
 # (test/vm/README.md), so two fill this 2-core machine and a third only slows the others.
 VM_JOBS ?= 2
+# The guests of make test's VM tier (test/vm/e2e NAMEs); a subset for a quicker check of the
+# pipeline itself.
+VM_GUESTS ?= all
 
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath
 # Deferred: computed only when a recipe needs it; empty outside a git checkout.
@@ -56,8 +59,12 @@ demo: deps build tools vault
 
 # Everything CI runs: the unit's static checks (verify, and its systemd-analyze security
 # exposure), the package, unit and host integration tests (real Vault, real journald, root,
-# cgroup v2 plumbing; every tier must run), bounded fuzzing, then the VM tier.
-test: verify-unit test-deb test-host fuzz test-vm
+# cgroup v2 plumbing; every tier must run), bounded fuzzing, then the VM tier. test/pipeline
+# runs the last three as test-host, fuzz and test-vm would, with fuzzing and the VM payloads
+# built in the CPU the host tier leaves idle.
+test: verify-unit test-deb deps node build tools vault
+	@test/deps $(PKGS_VM)
+	VM_JOBS=$(VM_JOBS) VM_GUESTS="$(VM_GUESTS)" test/pipeline
 
 # Unit tests only; tiers that need Vault, journald or root skip with a loud reason.
 test-quick:
