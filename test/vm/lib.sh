@@ -100,17 +100,25 @@ leaves() { find "$(cgbase)/workload/agents" -mindepth 1 -maxdepth 1 -type d 2>/d
 # EVENTS_USER's (T3_USER) when set, for a guest where other users' units run or ran.
 EVENTS_USER=""
 events() { journalctl -q --no-pager -o json --since "$SINCE" SYSLOG_IDENTIFIER=t3-supervise T3_EVENT="$1" ${EVENTS_USER:+T3_USER="$EVENTS_USER"}; }
-wait_for() { # wait_for SECONDS COMMAND...
-	local end=$(($(date +%s) + $1))
+# wait_for SECONDS COMMAND...: COMMAND until it succeeds, for at most about SECONDS. Under
+# emulation every poll is CPU the guest's real work does not get (a `systemctl show` or a curl
+# costs tens of milliseconds, a fork and exec a few: the vm-cpu line at the end of each guest),
+# so the interval grows from 0.1 s to 0.5 s: a quick condition is still seen at once, a long
+# wait polls twice a second (not less: the soak waits 100 times for a balloon that dies within
+# seconds). The clock is bash's EPOCHSECONDS rather than a date(1) per poll.
+wait_for() {
+	local end=$((EPOCHSECONDS + $1)) tenths=1
 	shift
 	until "$@"; do
-		[ "$(date +%s)" -ge "$end" ] && return 1
-		sleep 0.2
+		[ "$EPOCHSECONDS" -ge "$end" ] && return 1
+		sleep "$((tenths / 10)).$((tenths % 10))"
+		tenths=$((tenths * 2 > 5 ? 5 : tenths * 2))
 	done
 }
+leaves_at_least() { [ "$(leaves)" -ge "$1" ]; }
 spawn_agents() { # 8 agents: 6 through PATH (the shim), 2 by absolute path (the watch)
 	api "agents?n=8&abs=2" >/dev/null
-	wait_for 20 test "$(leaves)" -ge 8
+	wait_for 20 leaves_at_least 8
 }
 agents_alive() {
 	local n
