@@ -71,17 +71,30 @@ install_payload() {
 # ---- helpers --------------------------------------------------------------------------------
 cgbase() { echo "/sys/fs/cgroup$(systemctl show -p ControlGroup --value $U)"; }
 
-# start_unit ARGS...: a drop-in gives the supervisor ARGS (limits scaled to this 2 GiB guest),
-# then start; systemctl start returns at READY=1, i.e. when t3 answers GET /.
+# start_unit ARGS...: the supervisor gets ARGS (limits scaled to this 2 GiB guest) and
+# EXTRA_ENV, then start; systemctl start returns at READY=1, i.e. when t3 answers GET /.
+# ARGS and EXTRA_ENV go in an environment file the drop-in names, read at every start
+# (EnvironmentFile=; its assignments override Environment=, and an unbraced $T3S_ARGS in
+# ExecStart= becomes as many arguments as it has words: systemd.exec(5), systemd.service(5)). So the
+# drop-in, once loaded, stays the same, and a daemon-reload, which re-reads every unit and costs
+# PID 1 seconds under emulation, is only needed when its text changed (its first time, or after a
+# script wrote its own test.conf).
 start_unit() {
-	mkdir -p /etc/systemd/system/$U.d
-	cat >/etc/systemd/system/$U.d/test.conf <<EOF
-[Service]
-Environment=VAULT_ADDR=http://127.0.0.1:1 VAULT_MAX_RETRIES=0 $EXTRA_ENV
+	local d=/etc/systemd/system/$U.d env=/run/t3s-test/$U.env conf a
+	mkdir -p "$d" /run/t3s-test
+	{
+		echo "T3S_ARGS=\"$*\""
+		for a in $EXTRA_ENV; do echo "$a"; done
+	} >"$env"
+	conf="[Service]
+Environment=VAULT_ADDR=http://127.0.0.1:1 VAULT_MAX_RETRIES=0
+EnvironmentFile=$env
 ExecStart=
-ExecStart=/usr/bin/t3-supervise --user %i --server-memory-low 64M --stop-timeout 5s $* -- serve --host 0.0.0.0 --port \${T3_PORT} --base-dir /home/%i/.t3
-EOF
-	systemctl daemon-reload
+ExecStart=/usr/bin/t3-supervise --user %i --server-memory-low 64M --stop-timeout 5s \$T3S_ARGS -- serve --host 0.0.0.0 --port \${T3_PORT} --base-dir /home/%i/.t3"
+	if [ "$(cat "$d/test.conf" 2>/dev/null)" != "$conf" ]; then
+		echo "$conf" >"$d/test.conf"
+		systemctl daemon-reload
+	fi
 	systemctl reset-failed $U 2>/dev/null
 	SINCE=$(date '+%Y-%m-%d %H:%M:%S')
 	sleep 1 # journalctl --since has one-second resolution
