@@ -78,8 +78,12 @@ cgbase() { echo "/sys/fs/cgroup$(systemctl show -p ControlGroup --value $U)"; }
 # ExecStart= becomes as many arguments as it has words: systemd.exec(5), systemd.service(5)). So the
 # drop-in, once loaded, stays the same, and a daemon-reload, which re-reads every unit and costs
 # PID 1 seconds under emulation, is only needed when its text changed (its first time, or after a
-# script wrote its own test.conf).
+# script wrote its own test.conf). prepare_unit ARGS... is all of it but the start.
 start_unit() {
+	prepare_unit "$@"
+	systemctl start $U
+}
+prepare_unit() {
 	local d=/etc/systemd/system/$U.d env=/run/t3s-test/$U.env conf a
 	mkdir -p "$d" /run/t3s-test
 	{
@@ -98,7 +102,6 @@ ExecStart=/usr/bin/t3-supervise --user %i --server-memory-low 64M --stop-timeout
 	systemctl reset-failed $U 2>/dev/null
 	SINCE=$(date '+%Y-%m-%d %H:%M:%S')
 	sleep 1 # journalctl --since has one-second resolution
-	systemctl start $U
 }
 stop_unit() { systemctl stop $U; }
 EXTRA_ENV=""
