@@ -121,15 +121,22 @@ events() { journalctl -q --no-pager -o json --since "$SINCE" SYSLOG_IDENTIFIER=t
 # costs tens of milliseconds, a fork and exec a few: the vm-cpu line at the end of each guest),
 # so the interval grows from 0.1 s to 0.5 s: a quick condition is still seen at once, a long
 # wait polls twice a second (not less: the soak waits 100 times for a balloon that dies within
-# seconds). The clock is bash's EPOCHSECONDS rather than a date(1) per poll.
+# seconds). The clock is bash's EPOCHSECONDS rather than a date(1) per poll, and the pause a
+# read -t on a FIFO nobody writes (open for reading and writing, so it never sees end of file:
+# fifo(7)) rather than a sleep(1) per poll.
+WAIT_FIFO=/run/t3s-wait.fifo
+[ -p $WAIT_FIFO ] || mkfifo $WAIT_FIFO
 wait_for() {
-	local end=$((EPOCHSECONDS + $1)) tenths=1
+	local end=$((EPOCHSECONDS + $1)) tenths=1 fd rc=0
 	shift
+	exec {fd}<>$WAIT_FIFO
 	until "$@"; do
-		[ "$EPOCHSECONDS" -ge "$end" ] && return 1
-		sleep "$((tenths / 10)).$((tenths % 10))"
+		[ "$EPOCHSECONDS" -ge "$end" ] && { rc=1; break; }
+		read -r -t "$((tenths / 10)).$((tenths % 10))" -u "$fd" || :
 		tenths=$((tenths * 2 > 5 ? 5 : tenths * 2))
 	done
+	exec {fd}>&-
+	return $rc
 }
 leaves_at_least() { [ "$(leaves)" -ge "$1" ]; }
 spawn_agents() { # 8 agents: 6 through PATH (the shim), 2 by absolute path (the watch)
