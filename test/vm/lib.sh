@@ -138,6 +138,11 @@ wait_for() {
 	exec {fd}>&-
 	return $rc
 }
+# Conditions for wait_for, as functions: a `sh -c` per poll is one more process under emulation.
+no_proc() { ! [ -d "/proc/$1" ]; }
+ended() { ! [ -d "/proc/$1" ] || grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
+prop_is() { [ "$(systemctl show -p "$1" --value "${3:-$U}")" = "$2" ]; } # prop_is PROPERTY VALUE [UNIT]
+restarted() { [ "$(nrestarts)" = "$1" ] && systemctl is-active -q $U; } # restarted N: NRestarts=N, active
 leaves_at_least() { [ "$(leaves)" -ge "$1" ]; }
 spawn_agents() { # 8 agents: 6 through PATH (the shim), 2 by absolute path (the watch)
 	api "agents?n=8&abs=2" >/dev/null
