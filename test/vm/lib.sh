@@ -75,29 +75,35 @@ cgbase() { echo "/sys/fs/cgroup$(systemctl show -p ControlGroup --value $U)"; }
 # EXTRA_ENV, then start; systemctl start returns at READY=1, i.e. when t3 answers GET /.
 # ARGS and EXTRA_ENV go in an environment file the drop-in names, read at every start
 # (EnvironmentFile=; its assignments override Environment=, and an unbraced $T3S_ARGS in
-# ExecStart= becomes as many arguments as it has words: systemd.exec(5), systemd.service(5)). So the
-# drop-in, once loaded, stays the same, and a daemon-reload, which re-reads every unit and costs
-# PID 1 seconds under emulation, is only needed when its text changed (its first time, or after a
-# script wrote its own test.conf). prepare_unit ARGS... is all of it but the start.
+# ExecStart= becomes as many arguments as it has words: systemd.exec(5), systemd.service(5)). So
+# the drop-in stays the same from one start to the next, and the daemon-reload, which re-reads
+# every unit and costs PID 1 seconds under emulation, runs only when the unit's drop-in
+# directory differs from what the last start_unit had loaded: its first start, or a script's
+# own drop-in added or removed since (creds, isolation, life). prepare_unit ARGS... is all of it
+# but the start.
 start_unit() {
 	prepare_unit "$@"
 	systemctl start $U
 }
 prepare_unit() {
-	local d=/etc/systemd/system/$U.d env=/run/t3s-test/$U.env conf a
+	local d=/etc/systemd/system/$U.d env=/run/t3s-test/$U.env a now conf
 	mkdir -p "$d" /run/t3s-test
 	{
 		echo "T3S_ARGS=\"$*\""
 		for a in $EXTRA_ENV; do echo "$a"; done
 	} >"$env"
+	# Rewritten only when it differs: a newer mtime alone makes systemd warn that the unit
+	# changed on disk.
 	conf="[Service]
 Environment=VAULT_ADDR=http://127.0.0.1:1 VAULT_MAX_RETRIES=0
 EnvironmentFile=$env
 ExecStart=
 ExecStart=/usr/bin/t3-supervise --user %i --server-memory-low 64M --stop-timeout 5s \$T3S_ARGS -- serve --host 0.0.0.0 --port \${T3_PORT} --base-dir /home/%i/.t3"
-	if [ "$(cat "$d/test.conf" 2>/dev/null)" != "$conf" ]; then
-		echo "$conf" >"$d/test.conf"
+	[ "$(cat "$d/test.conf" 2>/dev/null)" = "$conf" ] || echo "$conf" >"$d/test.conf"
+	now=$(tail -v -n +1 -- "$d"/* 2>/dev/null)
+	if [ "$now" != "$(cat "/run/t3s-test/$U.loaded" 2>/dev/null)" ]; then
 		systemctl daemon-reload
+		echo "$now" >"/run/t3s-test/$U.loaded"
 	fi
 	systemctl reset-failed $U 2>/dev/null
 	SINCE=$(date '+%Y-%m-%d %H:%M:%S')
