@@ -71,21 +71,43 @@ install_payload() {
 # ---- helpers --------------------------------------------------------------------------------
 cgbase() { echo "/sys/fs/cgroup$(systemctl show -p ControlGroup --value $U)"; }
 
-# start_unit ARGS...: a drop-in gives the supervisor ARGS (limits scaled to this 2 GiB guest),
-# then start; systemctl start returns at READY=1, i.e. when t3 answers GET /.
+# start_unit ARGS...: the supervisor gets ARGS (limits scaled to this 2 GiB guest) and
+# EXTRA_ENV, then start; systemctl start returns at READY=1, i.e. when t3 answers GET /.
+# ARGS and EXTRA_ENV go in an environment file the drop-in names, read at every start
+# (EnvironmentFile=; its assignments override Environment=, and an unbraced $T3S_ARGS in
+# ExecStart= becomes as many arguments as it has words: systemd.exec(5), systemd.service(5)). So
+# the drop-in stays the same from one start to the next, and the daemon-reload, which re-reads
+# every unit and costs PID 1 seconds under emulation, runs only when the unit's drop-in
+# directory differs from what the last start_unit had loaded: its first start, or a script's
+# own drop-in added or removed since (creds, isolation, life). prepare_unit ARGS... is all of it
+# but the start.
 start_unit() {
-	mkdir -p /etc/systemd/system/$U.d
-	cat >/etc/systemd/system/$U.d/test.conf <<EOF
-[Service]
-Environment=VAULT_ADDR=http://127.0.0.1:1 VAULT_MAX_RETRIES=0 $EXTRA_ENV
+	prepare_unit "$@"
+	systemctl start $U
+}
+prepare_unit() {
+	local d=/etc/systemd/system/$U.d env=/run/t3s-test/$U.env a now conf
+	mkdir -p "$d" /run/t3s-test
+	{
+		echo "T3S_ARGS=\"$*\""
+		for a in $EXTRA_ENV; do echo "$a"; done
+	} >"$env"
+	# Rewritten only when it differs: a newer mtime alone makes systemd warn that the unit
+	# changed on disk.
+	conf="[Service]
+Environment=VAULT_ADDR=http://127.0.0.1:1 VAULT_MAX_RETRIES=0
+EnvironmentFile=$env
 ExecStart=
-ExecStart=/usr/bin/t3-supervise --user %i --server-memory-low 64M --stop-timeout 5s $* -- serve --host 0.0.0.0 --port \${T3_PORT} --base-dir /home/%i/.t3
-EOF
-	systemctl daemon-reload
+ExecStart=/usr/bin/t3-supervise --user %i --server-memory-low 64M --stop-timeout 5s \$T3S_ARGS -- serve --host 0.0.0.0 --port \${T3_PORT} --base-dir /home/%i/.t3"
+	[ "$(cat "$d/test.conf" 2>/dev/null)" = "$conf" ] || echo "$conf" >"$d/test.conf"
+	now=$(tail -v -n +1 -- "$d"/* 2>/dev/null)
+	if [ "$now" != "$(cat "/run/t3s-test/$U.loaded" 2>/dev/null)" ]; then
+		systemctl daemon-reload
+		echo "$now" >"/run/t3s-test/$U.loaded"
+	fi
 	systemctl reset-failed $U 2>/dev/null
 	SINCE=$(date '+%Y-%m-%d %H:%M:%S')
 	sleep 1 # journalctl --since has one-second resolution
-	systemctl start $U
 }
 stop_unit() { systemctl stop $U; }
 EXTRA_ENV=""
@@ -100,17 +122,37 @@ leaves() { find "$(cgbase)/workload/agents" -mindepth 1 -maxdepth 1 -type d 2>/d
 # EVENTS_USER's (T3_USER) when set, for a guest where other users' units run or ran.
 EVENTS_USER=""
 events() { journalctl -q --no-pager -o json --since "$SINCE" SYSLOG_IDENTIFIER=t3-supervise T3_EVENT="$1" ${EVENTS_USER:+T3_USER="$EVENTS_USER"}; }
-wait_for() { # wait_for SECONDS COMMAND...
-	local end=$(($(date +%s) + $1))
+# wait_for SECONDS COMMAND...: COMMAND until it succeeds, for at most about SECONDS. Under
+# emulation every poll is CPU the guest's real work does not get (a `systemctl show` or a curl
+# costs tens of milliseconds, a fork and exec a few: the vm-cpu line at the end of each guest),
+# so the interval grows from 0.1 s to 0.5 s: a quick condition is still seen at once, a long
+# wait polls twice a second (not less: the soak waits 100 times for a balloon that dies within
+# seconds). The clock is bash's EPOCHSECONDS rather than a date(1) per poll, and the pause a
+# read -t on a FIFO nobody writes (open for reading and writing, so it never sees end of file:
+# fifo(7)) rather than a sleep(1) per poll.
+WAIT_FIFO=/run/t3s-wait.fifo
+[ -p $WAIT_FIFO ] || mkfifo $WAIT_FIFO
+wait_for() {
+	local end=$((EPOCHSECONDS + $1)) tenths=1 fd rc=0
 	shift
+	exec {fd}<>$WAIT_FIFO
 	until "$@"; do
-		[ "$(date +%s)" -ge "$end" ] && return 1
-		sleep 0.2
+		[ "$EPOCHSECONDS" -ge "$end" ] && { rc=1; break; }
+		read -r -t "$((tenths / 10)).$((tenths % 10))" -u "$fd" || :
+		tenths=$((tenths * 2 > 5 ? 5 : tenths * 2))
 	done
+	exec {fd}>&-
+	return $rc
 }
+# Conditions for wait_for, as functions: a `sh -c` per poll is one more process under emulation.
+no_proc() { ! [ -d "/proc/$1" ]; }
+ended() { ! [ -d "/proc/$1" ] || grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
+prop_is() { [ "$(systemctl show -p "$1" --value "${3:-$U}")" = "$2" ]; } # prop_is PROPERTY VALUE [UNIT]
+restarted() { [ "$(nrestarts)" = "$1" ] && systemctl is-active -q $U; } # restarted N: NRestarts=N, active
+leaves_at_least() { [ "$(leaves)" -ge "$1" ]; }
 spawn_agents() { # 8 agents: 6 through PATH (the shim), 2 by absolute path (the watch)
 	api "agents?n=8&abs=2" >/dev/null
-	wait_for 20 test "$(leaves)" -ge 8
+	wait_for 20 leaves_at_least 8
 }
 agents_alive() {
 	local n
