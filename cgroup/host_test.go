@@ -35,6 +35,32 @@ import (
 
 const helperEnv = "CGROUP_TEST_HELPER"
 
+// startHelper runs this test binary as helper mode (TestMain) and returns once the helper said it
+// is ready (its first line of output). When the test ends it is killed and reaped, unless the
+// test reaped it already (Wait in the test's own goroutine: ProcessState is set).
+func startHelper(t *testing.T, mode string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
 func TestMain(m *testing.M) {
 	if mode, ok := os.LookupEnv(helperEnv); ok {
 		helper(mode)

@@ -3,11 +3,9 @@
 package cgroup
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path"
 	"strconv"
 	"strings"
@@ -192,14 +190,7 @@ func TestEscapeKilledOnItsEvent(t *testing.T) {
 	cfg.Plan = Plan(cfg.Limits)
 	events := watchOnFrozenClock(t, tree, cfg)
 	for _, dir := range []string{SupervisorDir, WorkloadDir + "/y"} {
-		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(), helperEnv+"=hang")
-		out, _ := cmd.StdoutPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		bufio.NewReader(out).ReadString('\n')
+		cmd := startHelper(t, "hang")
 		procs := fmt.Sprintf("4242\n%d\n", cmd.Process.Pid)
 		if dir != SupervisorDir {
 			// A plain tree: the cgroup and its process appear in one rename, as a mkdir and a

@@ -3,11 +3,9 @@
 package cgroup
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -18,16 +16,7 @@ import (
 // and nothing is said; once SIGKILL is delivered the call succeeds and memory_released follows
 // (unless the victim's exit freed its memory first).
 func TestReleaseMemory(t *testing.T) {
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), helperEnv+"=hang")
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
-		t.Fatal(err)
-	}
+	cmd := startHelper(t, "hang")
 	pid := cmd.Process.Pid
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {

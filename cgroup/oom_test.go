@@ -3,7 +3,6 @@
 package cgroup
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -86,28 +85,11 @@ func TestOOMVictimNamed(t *testing.T) {
 
 			var victim *exec.Cmd
 			var victimComm string
-			defer func() {
-				if victim != nil && victim.ProcessState == nil {
-					victim.Process.Kill()
-					victim.Wait()
-				}
-			}()
 			var killRead time.Time
 			for i, s := range tc.steps {
 				switch s {
 				case born:
-					victim = exec.Command(os.Args[0])
-					victim.Env = append(os.Environ(), helperEnv+"=hang")
-					out, err := victim.StdoutPipe()
-					if err != nil {
-						t.Fatal(err)
-					}
-					if err := victim.Start(); err != nil {
-						t.Fatal(err)
-					}
-					if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
-						t.Fatal(err)
-					}
+					victim = startHelper(t, "hang")
 					victimComm = comm(victim.Process.Pid, "")
 					write(AgentsDir+"/"+leaf+"/cgroup.procs", fmt.Sprintf("%d\n", victim.Process.Pid))
 				case sample:
