@@ -35,6 +35,16 @@ import (
 
 const helperEnv = "CGROUP_TEST_HELPER"
 
+// place and police are what a sweep's full look does of placement and policing, for the tests
+// that drive one mechanism at a time; the watch itself runs them from placeTick and fullLook
+// (look_linux.go).
+func (w *watcher) place(ctx context.Context) {
+	w.moveOut(ctx)
+	w.adoptLeaves(ctx)
+}
+
+func (w *watcher) police(ctx context.Context) { w.policeLook(ctx, true) }
+
 // startHelper runs this test binary as helper mode (TestMain) and returns once the helper said it
 // is ready (its first line of output). When the test ends it is killed and reaped, unless the
 // test reaped it already (Wait in the test's own goroutine: ProcessState is set).

@@ -51,12 +51,6 @@ func (w *watcher) sharesServerMM(pid int) bool {
 	return errno == 0 && r == 0
 }
 
-// place is one whole placement: the moves out of server/ and the leaves others made.
-func (w *watcher) place(ctx context.Context) {
-	w.moveOut(ctx)
-	w.adoptLeaves(ctx)
-}
-
 // moveOut moves every process in server/ other than the server into an agent leaf: an SDK may
 // spawn agents by absolute path, around the shim. A process is moved with the leaf of its
 // topmost ancestor below the server, so a tree that forked before we saw it stays together.

@@ -82,9 +82,6 @@ func (t *Tree) expected(pid int) bool {
 	return slices.Contains(e.exe, [2]uint64{uint64(st.Dev), st.Ino})
 }
 
-// police kills processes where they do not belong, and removes the foreign cgroups it empties.
-func (w *watcher) police(ctx context.Context) { w.policeLook(ctx, true) }
-
 // policeLook is the police of a full look. On an inotify event (remove false) it kills, but
 // leaves an empty foreign cgroup to the sweep: a cgroup made a moment ago is about to receive
 // the process that made it (mkdir, then the write to its cgroup.procs, which is watched from
