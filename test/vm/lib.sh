@@ -178,9 +178,13 @@ start_prober() {
 	prober --url "$URL/" --interval 50ms --timeout 5s --duration 10m >"$PROBER_OUT" 2>&1 &
 	PROBER=$!
 }
+# stop_prober: ends the prober and leaves its PROBE line in $PROBE. Not to be run as $(...): in
+# that subshell the prober is no child, `wait` returns at once (bash(1): "pid is not a child of
+# this shell"), and the line was read before the prober had written it (seen in the claude
+# guest on a loaded host: an empty PROBE).
 stop_prober() {
 	kill -TERM "$PROBER"
-	wait "$PROBER" 2>/dev/null
-	grep '^PROBE' "$PROBER_OUT"
+	wait "$PROBER" 2>/dev/null || true
+	PROBE=$(grep '^PROBE' "$PROBER_OUT" || true)
 }
 
