@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -295,13 +296,24 @@ func TestClaudeCPUStatJudgesIdleProbeAndToolLeaves(t *testing.T) {
 	b := newLeaf(busyID)
 	// From here every other leaf is a probe's. The probes run on their own, as T3's timer runs
 	// them, so that samples catch their leaves at work.
+	// A probe that T3's own 8 s limit cut off (the SDK's initialization late on a loaded host)
+	// still ran claude in a leaf, which is what this test judges: it is logged, and at least one
+	// probe must answer. Any other failure ends the test.
 	probeErrs := make(chan error, 64)
+	var probesOK, probesLate atomic.Int32
+	var lateRecord atomic.Value // the last cut-off probe's record, logged by the test itself
 	stopProbes := make(chan struct{})
 	go func() {
 		tick := time.NewTicker(probeEvery)
 		defer tick.Stop()
 		for {
-			if pr, err := pl.sdk.Probe(); err != nil || pr.Error != "" {
+			switch pr, err := pl.sdk.Probe(); {
+			case err == nil && pr.Error == "":
+				probesOK.Add(1)
+			case err == nil && strings.HasPrefix(pr.Error, "no initialization result in "):
+				probesLate.Add(1)
+				lateRecord.Store(fmt.Sprintf("%+v", pr))
+			default:
 				probeErrs <- fmt.Errorf("account probe: %+v %v", pr, err)
 			}
 			select {
@@ -373,6 +385,12 @@ func TestClaudeCPUStatJudgesIdleProbeAndToolLeaves(t *testing.T) {
 	}
 	if len(probes) == 0 {
 		t.Errorf("no sample caught a probe's leaf: nothing shows that the probes do not count")
+	}
+	if n := probesLate.Load(); n > 0 {
+		t.Logf("%d account probe(s) cut off by T3's 8 s limit, the last: %v", n, lateRecord.Load())
+	}
+	if probesOK.Load() == 0 {
+		t.Errorf("no account probe answered (%d cut off by the 8 s limit)", probesLate.Load())
 	}
 	if aMost > pol.CPU {
 		t.Errorf("the idle session used %v in a window, over the policy's %v", aMost, pol.CPU)
