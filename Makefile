@@ -14,8 +14,9 @@ PKGS_HOST := ca-certificates curl systemd procps groff-base prometheus
 PKGS_DEB := lintian groff-base man-db
 PKGS_VM := qemu-system-x86 qemu-utils mmdebstrap busybox-static cpio e2fsprogs kmod xz-utils util-linux prometheus
 
-# Guests booted at once by make test-vm (test/vm/e2e --jobs): a guest keeps about one core busy
-# (test/vm/README.md), so two fill this 2-core machine and a third only slows the others.
+# Guests booted at once by make test-vm (test/vm/e2e --jobs): a guest that shares the cores runs
+# on one host thread and keeps 0.6-1 core busy (test/vm/README.md); a third at once saved 46 s of
+# a 783 s run and slowed every guest, so two.
 VM_JOBS ?= 2
 # The guests of make test's VM tier (test/vm/e2e NAMEs); a subset for a quicker check of the
 # pipeline itself.
